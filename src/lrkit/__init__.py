@@ -1,0 +1,55 @@
+"""lrkit: the learning rate, done once and done right.
+
+The pure core (schedules, the spec language) imports nothing heavier than
+numpy. Framework adapters live in ``lrkit.torch``, ``lrkit.keras`` and
+``lrkit.optax`` and import their framework only when imported themselves.
+
+Examples:
+    >>> import lrkit
+    >>> s = lrkit.parse("warmup(cosine(lr=3e-4, steps=10000, min_lr=3e-5), steps=500)")
+    >>> s(0), s(500), s(10500)
+    (0.0, 0.0003, 3e-05)
+"""
+
+from lrkit.schedules import (
+    FACTORIES,
+    Schedule,
+    constant,
+    cosine,
+    cosine_restarts,
+    cyclic,
+    exponential,
+    inverse_sqrt,
+    join,
+    linear,
+    multistep,
+    one_cycle,
+    polynomial,
+    step_decay,
+    warmup,
+    wsd,
+)
+from lrkit.spec import from_dict, parse
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FACTORIES",
+    "Schedule",
+    "constant",
+    "cosine",
+    "cosine_restarts",
+    "cyclic",
+    "exponential",
+    "from_dict",
+    "inverse_sqrt",
+    "join",
+    "linear",
+    "multistep",
+    "one_cycle",
+    "parse",
+    "polynomial",
+    "step_decay",
+    "warmup",
+    "wsd",
+]

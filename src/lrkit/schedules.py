@@ -1,0 +1,1233 @@
+"""Closed-form learning-rate schedules.
+
+A schedule is an immutable value that maps a step (an int >= 0) to a learning
+rate. Every family here is a frozen dataclass with three parts: its fields, its
+checks and its formula, written twice: once with :mod:`math` for a fast scalar
+call and once with numpy for whole arrays of steps. Both paths agree to 1e-12
+relative.
+
+Nothing here imports anything heavier than numpy. Composition (warmup, joins,
+scaling) works by offsetting the step, never by mutating state, so the value
+at any step depends on the step alone and a resume only needs the step.
+
+Examples:
+    >>> import lrkit
+    >>> s = lrkit.warmup(lrkit.cosine(lr=0.1, steps=100), steps=10)
+    >>> round(s(5), 6), round(s(10), 6), s(110), s(10**9)
+    (0.05, 0.1, 0.0, 0.0)
+    >>> str(s)
+    'warmup(cosine(lr=0.1, steps=100), steps=10)'
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Sequence
+from dataclasses import MISSING, dataclass, fields
+from typing import Any, ClassVar
+
+import numpy as np
+
+__all__ = [
+    "Schedule",
+    "Constant",
+    "StepDecay",
+    "MultiStep",
+    "Exponential",
+    "Linear",
+    "Cosine",
+    "CosineRestarts",
+    "Polynomial",
+    "Cyclic",
+    "OneCycle",
+    "InverseSqrt",
+    "WSD",
+    "Warmup",
+    "Join",
+    "Scaled",
+    "constant",
+    "step_decay",
+    "multistep",
+    "exponential",
+    "linear",
+    "cosine",
+    "cosine_restarts",
+    "polynomial",
+    "cyclic",
+    "one_cycle",
+    "inverse_sqrt",
+    "wsd",
+    "warmup",
+    "join",
+    "FACTORIES",
+]
+
+# --------------------------------------------------------------------------
+# Argument checks. Errors say which family, which argument, what is allowed
+# and what was given: ``cosine: steps must be an integer >= 1, got 0``.
+# --------------------------------------------------------------------------
+
+
+def _fail(family: str, name: str, allowed: str, value: Any) -> ValueError:
+    return ValueError(f"{family}: {name} must be {allowed}, got {value!r}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)
+    )
+
+
+def _rate(family: str, name: str, value: Any, *, positive: bool = False) -> float:
+    """A learning rate: a finite float >= 0 (> 0 when ``positive``)."""
+    allowed = "a finite number > 0" if positive else "a finite number >= 0"
+    if not _is_number(value):
+        raise _fail(family, name, allowed, value)
+    value = float(value)
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        raise _fail(family, name, allowed, value)
+    return value
+
+
+def _count(family: str, name: str, value: Any, *, low: int = 1) -> int:
+    """A whole number of steps >= ``low`` (an integral float such as 1e4 is accepted)."""
+    allowed = f"an integer >= {low}"
+    if not _is_number(value):
+        raise _fail(family, name, allowed, value)
+    if isinstance(value, (float, np.floating)):
+        if not math.isfinite(value) or value != math.floor(value):
+            raise _fail(family, name, allowed, value)
+    value = int(value)
+    if value < low:
+        raise _fail(family, name, allowed, value)
+    return value
+
+
+def _real(
+    family: str,
+    name: str,
+    value: Any,
+    *,
+    low: float,
+    high: float = math.inf,
+    low_open: bool = True,
+    high_open: bool = False,
+) -> float:
+    """A finite float in an interval, e.g. a gamma in (0, 1]."""
+    lb = "(" if low_open else "["
+    rb = ")" if high_open else "]"
+    hi = "inf)" if math.isinf(high) else f"{high:g}{rb}"
+    allowed = f"a number in {lb}{low:g}, {hi}"
+    if not _is_number(value):
+        raise _fail(family, name, allowed, value)
+    value = float(value)
+    below = value <= low if low_open else value < low
+    above = value >= high if high_open else value > high
+    if not math.isfinite(value) or below or above:
+        raise _fail(family, name, allowed, value)
+    return value
+
+
+def _choice(family: str, name: str, value: Any, options: Sequence[str]) -> str:
+    if value not in options:
+        allowed = "one of " + ", ".join(repr(o) for o in options)
+        raise _fail(family, name, allowed, value)
+    return str(value)
+
+
+def _steps_array(steps: Any) -> np.ndarray:
+    """``n`` -> ``arange(n)``; an array of steps -> int64 array, checked."""
+    if _is_number(steps) and not isinstance(steps, (float, np.floating)):
+        n = int(steps)
+        if n < 0:
+            raise ValueError(f"values: n must be an integer >= 0, got {n}")
+        return np.arange(n, dtype=np.int64)
+    arr = np.asarray(steps)
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or np.any(arr != np.floor(arr)):
+            raise ValueError("values: steps must be whole numbers, got non-integral floats")
+    elif arr.dtype.kind not in "iu":
+        raise ValueError(
+            f"values: expected an int n or an array of integer steps, got {type(steps).__name__}"
+            f" of dtype {arr.dtype}"
+        )
+    if arr.size and arr.min() < 0:
+        raise ValueError(f"values: steps must be >= 0, got {arr.min()}")
+    return arr.astype(np.int64, copy=False)
+
+
+def _check_step(step: Any) -> int:
+    if type(step) is int:  # the fast path
+        if step < 0:
+            raise ValueError(f"step must be >= 0, got {step}")
+        return step
+    if _is_number(step) and float(step) == math.floor(float(step)) and math.isfinite(step):
+        return _check_step(int(step))
+    raise ValueError(f"step must be an integer >= 0, got {step!r}")
+
+
+# --------------------------------------------------------------------------
+# The base class
+# --------------------------------------------------------------------------
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, Schedule):
+        return str(value)
+    if isinstance(value, bool) or value is None:
+        return repr(value)
+    if isinstance(value, float):
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(_format_value(v) for v in value) + "]"
+    return repr(value)
+
+
+def _plain(value: Any) -> Any:
+    """A field value as JSON types (schedules become nested dicts)."""
+    if isinstance(value, Schedule):
+        return value.to_dict()
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+class Schedule:
+    """An immutable map from a step (int >= 0) to a learning rate (float >= 0).
+
+    Subclasses are frozen dataclasses that implement ``_at`` (one step, plain
+    Python) and ``_values`` (an int64 array of steps, numpy) and say how long
+    they are. The base class gives the public API:
+
+    * ``s(step)`` -> float, and ``s.values(n)`` / ``s.values(steps)`` -> array;
+    * ``str(s)``: the canonical spec, which :func:`lrkit.parse` reads back;
+    * ``s.to_dict()``: JSON types, which :func:`lrkit.from_dict` reads back;
+    * ``a | b`` (join when ``a`` has a length) and ``0.5 * s`` (scale);
+    * ``s.plot()`` (matplotlib, imported only then).
+    """
+
+    name: ClassVar[str] = ""
+
+    # -- to implement ------------------------------------------------------
+
+    def _at(self, t: int) -> float:
+        raise NotImplementedError
+
+    def _values(self, t: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    @property
+    def length(self) -> int | None:
+        """Steps the schedule spans before it holds its end value (None: no end).
+
+        ``a | b`` starts ``b`` at step ``a.length``.
+        """
+        return None
+
+    # -- public API --------------------------------------------------------
+
+    def __call__(self, step: int) -> float:
+        """The learning rate at ``step`` (an int >= 0)."""
+        return self._at(_check_step(step))
+
+    def values(self, steps: int | Sequence[int] | np.ndarray) -> np.ndarray:
+        """Learning rates for steps ``0..n-1`` (an int ``n``) or for an array of steps."""
+        t = _steps_array(steps)
+        return np.asarray(self._values(t), dtype=np.float64)
+
+    def _params(self) -> list[tuple[str, Any, bool]]:
+        """(name, value, is_default) for each field, in declaration order."""
+        out = []
+        for f in fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            is_default = f.default is not MISSING and _same(value, f.default)
+            out.append((f.name, value, is_default))
+        return out
+
+    def __str__(self) -> str:
+        args = []
+        for k, (name, value, is_default) in enumerate(self._params()):
+            if k == 0 and isinstance(value, Schedule):
+                args.append(str(value))  # the wrapped schedule reads best positionally
+            elif not is_default:
+                args.append(f"{name}={_format_value(value)}")
+        return f"{self.name}({', '.join(args)})"
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The schedule as JSON types: ``{"type": name, **fields}``."""
+        out: dict[str, Any] = {"type": self.name}
+        for name, value, _ in self._params():
+            out[name] = _plain(value)
+        return out
+
+    def __or__(self, other: Schedule) -> Schedule:
+        if not isinstance(other, Schedule):
+            return NotImplemented
+        if self.length is None:
+            raise ValueError(
+                f"'a | b' needs 'a' to have a length, but {self} never ends; "
+                "use join(a, b, boundaries=[step]) to say where 'b' starts"
+            )
+        return Join(schedules=(self, other), boundaries=(self.length,))
+
+    def __mul__(self, factor: float) -> Schedule:
+        if isinstance(factor, Schedule) or not _is_number(factor):
+            return NotImplemented
+        return Scaled(factor=factor, schedule=self)
+
+    __rmul__ = __mul__
+
+    def plot(
+        self,
+        steps: int | None = None,
+        *,
+        path: str | None = None,
+        ax: Any = None,
+        label: str | None = None,
+        log: bool = False,
+    ) -> Any:
+        """Draw the schedule with matplotlib (imported only here).
+
+        Args:
+            steps: how many steps to draw (default: the length plus 10 %, or 1000).
+            path: save the figure there (PNG, SVG, PDF by extension).
+            ax: draw into this matplotlib Axes instead of a new figure.
+            label: legend label (default: the spec).
+            log: log-scaled lr axis.
+
+        Returns:
+            The matplotlib Axes.
+        """
+        from lrkit.plotting import plot_schedules
+
+        return plot_schedules([self], steps=steps, path=path, ax=ax, labels=[label], log=log)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if type(a) is not type(b) and not (_is_number(a) and _is_number(b)):
+        return False
+    return bool(a == b)
+
+
+def _setfield(obj: Any, name: str, value: Any) -> None:
+    object.__setattr__(obj, name, value)
+
+
+def _as_schedule(family: str, name: str, value: Any) -> Schedule:
+    if not isinstance(value, Schedule):
+        raise _fail(family, name, "an lrkit schedule", value)
+    return value
+
+
+# --------------------------------------------------------------------------
+# Families
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=True, repr=False)
+class Constant(Schedule):
+    """The same learning rate at every step.
+
+        lr(t) = lr
+
+    Examples:
+        >>> constant(0.01)(10**9)
+        0.01
+    """
+
+    lr: float
+    name: ClassVar[str] = "constant"
+
+    def __post_init__(self) -> None:
+        _setfield(self, "lr", _rate("constant", "lr", self.lr))
+
+    def _at(self, t: int) -> float:
+        return self.lr
+
+    def _values(self, t: np.ndarray) -> np.ndarray:
+        return np.full(t.shape, self.lr)
+
+
+@dataclass(frozen=True, eq=True, repr=False)
+class StepDecay(Schedule):
+    """Multiply by ``gamma`` every ``step_size`` steps (torch's StepLR).
+
+        lr(t) = lr * gamma ** floor(t / step_size)
+
+    Examples:
+        >>> s = step_decay(0.1, step_size=10, gamma=0.5)
+        >>> s(9), s(10), s(25)
+        (0.1, 0.05, 0.025)
+    """
+
+    lr: float
+    step_size: int
+    gamma: float = 0.5
+    name: ClassVar[str] = "step_decay"
+
+    def __post_init__(self) -> None:
+        _setfield(self, "lr", _rate(self.name, "lr", self.lr))
+        _setfield(self, "step_size", _count(self.name, "step_size", self.step_size))
+        _setfield(self, "gamma", _real(self.name, "gamma", self.gamma, low=0.0, high=1.0))
+
+    def _at(self, t: int) -> float:
+        return self.lr * self.gamma ** (t // self.step_size)
+
+    def _values(self, t: np.ndarray) -> np.ndarray:
+        return self.lr * np.power(self.gamma, (t // self.step_size).astype(np.float64))
+
+
+@dataclass(frozen=True, eq=True, repr=False)
+class MultiStep(Schedule):
+    """Multiply by ``gamma`` at each milestone (torch's MultiStepLR).
+
+        lr(t) = lr * gamma ** (number of milestones <= t)
+
+    Examples:
+        >>> s = multistep(1.0, milestones=[30, 80], gamma=0.1)
+        >>> s(29), s(30), round(s(80), 12)
+        (1.0, 0.1, 0.01)
+    """
+
+    lr: float
+    milestones: tuple[int, ...]
+    gamma: float = 0.1
+    name: ClassVar[str] = "multistep"
+
+    def __post_init__(self) -> None:
+        _setfield(self, "lr", _rate(self.name, "lr", self.lr))
+        if isinstance(self.milestones, (str, bytes)) or not isinstance(
+            self.milestones, (Sequence, np.ndarray)
+        ):
+            raise _fail(self.name, "milestones", "a list of integers >= 1", self.milestones)
+        ms = tuple(_count(self.name, "milestones", m) for m in self.milestones)
+        if any(b <= a for a, b in zip(ms, ms[1:])):
+            raise _fail(self.name, "milestones", "strictly increasing", list(ms))
+        _setfield(self, "milestones", ms)
+        # gamma > 1 is allowed: the milestones are finite, so the lr stays finite.
+        _setfield(self, "gamma", _real(self.name, "gamma", self.gamma, low=0.0))
+
+    def _at(self, t: int) -> float:
+        return self.lr * self.gamma ** bisect.bisect_right(self.milestones, t)
+
+    def _values(self, t: np.ndarray) -> np.ndarray:
+        k = np.searchsorted(np.asarray(self.milestones, dtype=np.int64), t, side="right")
+        return self.lr * np.power(self.gamma, k.astype(np.float64))
+
+
+@dataclass(frozen=True, eq=True, repr=False)
+class Exponential(Schedule):
+    """Multiply by ``gamma`` every step (torch's ExponentialLR).
+
+        lr(t) = lr * gamma ** t,    0 < gamma <= 1
+
+    Examples:
+        >>> exponential(1.0, gamma=0.5)(3)
+        0.125
+    """
+
+    lr: float
+    gamma: float
+    name: ClassVar[str] = "exponential"
+
+    def __post_init__(self) -> None:
+        _setfield(self, "lr", _rate(self.name, "lr", self.lr))
+        _setfield(self, "gamma", _real(self.name, "gamma", self.gamma, low=0.0, high=1.0))
+
+    def _at(self, t: int) -> float:
+        return self.lr * self.gamma ** float(t)
+
+    def _values(self, t: np.ndarray) -> np.ndarray:
+        return self.lr * np.power(self.gamma, t.astype(np.float64))
+
+
+@dataclass(frozen=True, eq=True, repr=False)
+class Linear(Schedule):
+    """A straight line from ``start_lr`` to ``end_lr`` over ``steps``, then flat.
+
+        lr(t) = start_lr + (end_lr - start_lr) * min(t, steps) / steps
+
+    Reaches ``end_lr`` at step ``steps``. torch's LinearLR is
+    ``linear(base * start_factor, base * end_factor, total_iters)``.
+
+    Examples:
+        >>> s = linear(0.0, 1.0, steps=4)
+        >>> [s(t) for t in range(6)]
+        [0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
+    """
+
+    start_lr: float
+    end_lr: float
+    steps: int
+    name: ClassVar[str] = "linear"
+
+    def __post_init__(self) -> None:
+        _setfield(self, "start_lr", _rate(self.name, "start_lr", self.start_lr))
+        _setfield(self, "end_lr", _rate(self.name, "end_lr", self.end_lr))
+        _setfield(self, "steps", _count(self.name, "steps", self.steps))
+
+    @property
+    def length(self) -> int:
+        return self.steps
+
+    def _at(self, t: int) -> float:
+        frac = min(t, self.steps) / self.steps
+        return self.start_lr + (self.end_lr - self.start_lr) * frac
+
+    def _values(self, t: np.ndarray) -> np.ndarray:
+        frac = np.minimum(t, self.steps) / self.steps
+        return self.start_lr + (self.end_lr - self.start_lr) * frac
+
+
+def _half_cosine(frac: float) -> float:
+    """1 at frac=0 down to 0 at frac=1: (1 + cos(pi * frac)) / 2."""
+    return 0.5 * (1.0 + math.cos(math.pi * frac))
+
+
+def _half_cosine_np(frac: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.cos(np.pi * frac))
+
+
+@dataclass(frozen=True, eq=True, repr=False)
+class Cosine(Schedule):
+    """Half a cosine from ``lr`` down to ``min_lr`` over ``steps``, then flat.
+
+        lr(t) = min_lr + (lr - min_lr) * (1 + cos(pi * min(t, steps) / steps)) / 2
+
+    Reaches ``min_lr`` at step ``steps`` and holds it: unlike torch's
+    CosineAnnealingLR it never rises again past the end (SGDR, Loshchilov &
+    Hutter 2017, without restarts).
+
+    Examples:
+        >>> s = cosine(lr=1.0, steps=100, min_lr=0.1)
+        >>> s(0), round(s(50), 12), s(100), s(10**9)
+        (1.0, 0.55, 0.1, 0.1)
+    """
+
+    lr: float
+    steps: int
+    min_lr: float = 0.0
+    name: ClassVar[str] = "cosine"
+
+    def __post_init__(self) -> None:
+        _setfield(self, "lr", _rate(self.name, "lr", self.lr))
+        _setfield(self, "steps", _count(self.name, "steps", self.steps))
+        min_lr = _rate(self.name, "min_lr", self.min_lr)
+        if min_lr > self.lr:
+            raise _fail(self.name, "min_lr", f"<= lr ({self.lr!r})", min_lr)
+        _setfield(self, "min_lr", min_lr)
+
+    @property
+    def length(self) -> int:
+        return self.steps
+
+    def _at(self, t: int) -> float:
+        frac = min(t, self.steps) / self.steps
+        return self.min_lr + (self.lr - self.min_lr) * _half_cosine(frac)
+
+    def _values(self, t: np.ndarray) -> np.ndarray:
+        frac = np.minimum(t, self.steps) / self.steps
+        return self.min_lr + (self.lr - self.min_lr) * _half_cosine_np(frac)
+
+
+@dataclass(frozen=True, eq=True, repr=False)
+class CosineRestarts(Schedule):
+    """Cosine annealing with warm restarts (SGDR, Loshchilov & Hutter 2017).
+
+    Cycle ``i`` (from 0) lasts ``T_i = period * period_mult ** i`` steps. At
+    ``t_i`` steps into cycle ``i``:
+
+        lr(t) = min_lr + (lr - min_lr) * decay ** i * (1 + cos(pi * t_i / T_i)) / 2
+
+    With ``decay=1`` this is torch's CosineAnnealingWarmRestarts(T_0=period,
+    T_mult=period_mult, eta_min=min_lr).
+
+    Examples:
+        >>> s = cosine_restarts(lr=1.0, period=10)
+        >>> s(0), s(5) == 0.5, s(10)
+        (1.0, True, 1.0)
+    """
+
+    lr: float
+    period: int
+    period_mult: int = 1
+    min_lr: float = 0.0
+    decay: float = 1.0
+    name: ClassVar[str] = "cosine_restarts"
+
+    def __post_init__(self) -> None:
+        _setfield(self, "lr", _rate(self.name, "lr", self.lr))
+        _setfield(self, "period", _count(self.name, "period", self.period))
+        _setfield(self, "period_mult", _count(self.name, "period_mult", self.period_mult))
+        min_lr = _rate(self.name, "min_lr", self.min_lr)
+        if min_lr > self.lr:
+            raise _fail(self.name, "min_lr", f"<= lr ({self.lr!r})", min_lr)
+        _setfield(self, "min_lr", min_lr)
+        _setfield(self, "decay", _real(self.name, "decay", self.decay, low=0.0, high=1.0))
+
+    def _cycle(self, t: int) -> tuple[int, int, int]:
+        """(cycle index, steps into the cycle, cycle length) for step t."""
+        if self.period_mult == 1:
+            i, into = divmod(t, self.period)
+            return i, into, self.period
+        i, start, length = 0, 0, self.period
+        while t >= start + length:  # at most ~log2(t) rounds: cycles grow geometrically
+            start += length
+            length *= self.period_mult
+            i += 1
+        return i, t - start, length
+
+    def _at(self, t: int) -> float:
+        i, into, length = self._cycle(t)
+        amplitude = (self.lr - self.min_lr) * self.decay ** float(i)
+        return self.min_lr + amplitude * _half_cosine(into / length)
+
+    def _values(self, t: np.ndarray) -> np.ndarray:
+        if self.period_mult == 1:
+            i = t // self.period
+            into = t - i * self.period
+            length = np.full(t.shape, float(self.period))
+        else:
+            top = int(t.max()) if t.size else 0
+            starts, lengths = [0], [self.period]
+            while starts[-1] + lengths[-1] <= top:
+                starts.append(starts[-1] + lengths[-1])
+                lengths.append(lengths[-1] * self.period_mult)
+            i = np.searchsorted(np.asarray(starts, dtype=np.int64), t, side="right") - 1
+            into = t - np.asarray(starts, dtype=np.int64)[i]
+            length = np.asarray(lengths, dtype=np.float64)[i]
+        amplitude = (self.lr - self.min_lr) * np.power(self.decay, i.astype(np.float64))
+        return self.min_lr + amplitude * _half_cosine_np(into / length)
+
+
+@dataclass(frozen=True, eq=True, repr=False)
+class Polynomial(Schedule):
+    """Polynomial decay from ``lr`` to ``end_lr`` over ``steps``, then flat.
+
+        lr(t) = end_lr + (lr - end_lr) * (1 - min(t, steps) / steps) ** power
+
+    Reaches ``end_lr`` at step ``steps``. torch's PolynomialLR is
+    ``polynomial(base, total_iters, power)`` with ``end_lr=0``.
+
+    Examples:
+        >>> s = polynomial(1.0, steps=10, power=2.0)
+        >>> round(s(5), 12), s(10)
+        (0.25, 0.0)
+    """
+
+    lr: float
+    steps: int
+    power: float = 1.0
+    end_lr: float = 0.0
+    name: ClassVar[str] = "polynomial"
+
+    def __post_init__(self) -> None:
+        _setfield(self, "lr", _rate(self.name, "lr", self.lr))
+        _setfield(self, "steps", _count(self.name, "steps", self.steps))
+        _setfield(self, "power", _real(self.name, "power", self.power, low=0.0))
+        _setfield(self, "end_lr", _rate(self.name, "end_lr", self.end_lr))
+
+    @property
+    def length(self) -> int:
+        return self.steps
+
+    def _at(self, t: int) -> float:
+        remaining = 1.0 - min(t, self.steps) / self.steps
+        return self.end_lr + (self.lr - self.end_lr) * remaining**self.power
+
+    def _values(self, t: np.ndarray) -> np.ndarray:
+        remaining = 1.0 - np.minimum(t, self.steps) / self.steps
+        return self.end_lr + (self.lr - self.end_lr) * np.power(remaining, self.power)
+
+
+_CYCLIC_MODES = ("triangular", "triangular2", "exp_range")
+
+
+@dataclass(frozen=True, eq=True, repr=False)
+class Cyclic(Schedule):
+    """Triangular cycles between ``min_lr`` and ``max_lr`` (Smith 2017; torch's CyclicLR).
+
+    A cycle rises for ``step_size_up`` steps and falls for ``step_size_down``
+    (default: the same). With ``pos = t mod (up + down)``:
+
+        height(t) = pos / up               if pos <= up
+                    (up + down - pos) / down  otherwise
+        lr(t) = min_lr + (max_lr - min_lr) * height(t) * scale(t)
+
+    where ``scale`` is 1 (``"triangular"``), halves every cycle
+    (``"triangular2"``: ``0.5 ** floor(t / (up + down))``) or is
+    ``gamma ** t`` (``"exp_range"``).
+
+    Examples:
+        >>> s = cyclic(0.1, 1.0, step_size_up=2)
+        >>> [round(s(t), 12) for t in range(5)]
+        [0.1, 0.55, 1.0, 0.55, 0.1]
+    """
+
+    min_lr: float
+    max_lr: float
+    step_size_up: int
+    step_size_down: int | None = None
+    mode: str = "triangular"
+    gamma: float = 1.0
+    name: ClassVar[str] = "cyclic"
+
+    def __post_init__(self) -> None:
+        _setfield(self, "min_lr", _rate(self.name, "min_lr", self.min_lr))
+        max_lr = _rate(self.name, "max_lr", self.max_lr)
+        if max_lr < self.min_lr:
+            raise _fail(self.name, "max_lr", f">= min_lr ({self.min_lr!r})", max_lr)
+        _setfield(self, "max_lr", max_lr)
+        _setfield(self, "step_size_up", _count(self.name, "step_size_up", self.step_size_up))
+        if self.step_size_down is not None:
+            down = _count(self.name, "step_size_down", self.step_size_down)
+            _setfield(self, "step_size_down", down)
+        _setfield(self, "mode", _choice(self.name, "mode", self.mode, _CYCLIC_MODES))
+        _setfield(self, "gamma", _real(self.name, "gamma", self.gamma, low=0.0, high=1.0))
+
+    @property
+    def _down(self) -> int:
+        return self.step_size_up if self.step_size_down is None else self.step_size_down
+
+    def _at(self, t: int) -> float:
+        up, down = self.step_size_up, self._down
+        cycle, pos = divmod(t, up + down)
+        height = pos / up if pos <= up else (up + down - pos) / down
+        if self.mode == "triangular":
+            scale = 1.0
+        elif self.mode == "triangular2":
+            scale = 0.5 ** float(cycle)
+        else:
+            scale = self.gamma ** float(t)
+        return self.min_lr + (self.max_lr - self.min_lr) * height * scale
+
+    def _values(self, t: np.ndarray) -> np.ndarray:
+        up, down = self.step_size_up, self._down
+        cycle, pos = np.divmod(t, up + down)
+        height = np.where(pos <= up, pos / up, (up + down - pos) / down)
+        if self.mode == "triangular":
+            scale = np.ones(t.shape)
+        elif self.mode == "triangular2":
+            scale = np.power(0.5, cycle.astype(np.float64))
+        else:
+            scale = np.power(self.gamma, t.astype(np.float64))
+        return self.min_lr + (self.max_lr - self.min_lr) * height * scale
+
+
+@dataclass(frozen=True, eq=True, repr=False)
+class OneCycle(Schedule):
+    """The 1cycle policy (Smith & Topin 2018), as torch's OneCycleLR.
+
+    With ``start = max_lr / div_factor`` and ``end = start / final_div_factor``,
+    phase boundaries ``p = pct_start * steps - 1`` and ``q = steps - 1``:
+
+        two phases:   start -> max_lr over [0, p], max_lr -> end over [p, q]
+        three_phase:  start -> max_lr over [0, p], max_lr -> start over
+                      [p, 2p], start -> end over [2p, q]
+
+    Each phase anneals with ``anneal="cos"`` (``b + (a - b) * (1 + cos(pi x)) / 2``)
+    or ``"linear"`` (``a + (b - a) * x``), ``x`` the fraction of the phase
+    done. Reaches ``end`` at step ``steps - 1`` and holds it (torch raises
+    past the end instead).
+
+    Examples:
+        >>> s = one_cycle(max_lr=1.0, steps=100)
+        >>> s(0), s(29), s(99)
+        (0.04, 1.0, 4e-06)
+    """
+
+    max_lr: float
+    steps: int
+    pct_start: float = 0.3
+    div_factor: float = 25.0
+    final_div_factor: float = 1e4
+    anneal: str = "cos"
+    three_phase: bool = False
+    name: ClassVar[str] = "one_cycle"
+
+    def __post_init__(self) -> None:
+        _setfield(self, "max_lr", _rate(self.name, "max_lr", self.max_lr))
+        _setfield(self, "steps", _count(self.name, "steps", self.steps))
+        high = 0.5 if self.three_phase is True else 1.0
+        _setfield(
+            self,
+            "pct_start",
+            _real(self.name, "pct_start", self.pct_start, low=0.0, high=high, high_open=True),
+        )
+        _setfield(self, "div_factor", _real(self.name, "div_factor", self.div_factor, low=0.0))
+        _setfield(
+            self,
+            "final_div_factor",
+            _real(self.name, "final_div_factor", self.final_div_factor, low=0.0),
+        )
+        _setfield(self, "anneal", _choice(self.name, "anneal", self.anneal, ("cos", "linear")))
+        if not isinstance(self.three_phase, (bool, np.bool_)):
+            raise _fail(self.name, "three_phase", "True or False", self.three_phase)
+        _setfield(self, "three_phase", bool(self.three_phase))
+
+    @property
+    def length(self) -> int:
+        return self.steps
+
+    def _phases(self) -> list[tuple[float, float, float]]:
+        """(end step, lr at the phase's start, lr at its end) for each phase."""
+        start = self.max_lr / self.div_factor
+        end = start / self.final_div_factor
+        p = self.pct_start * self.steps - 1
+        last = float(self.steps - 1)
+        if self.three_phase:
+            return [(p, start, self.max_lr), (2 * p, self.max_lr, start), (last, start, end)]
+        return [(p, start, self.max_lr), (last, self.max_lr, end)]
+
+    def _at(self, t: int) -> float:
+        t = min(t, self.steps - 1)
+        phases = self._phases()
+        begin = 0.0
+        for k, (stop, a, b) in enumerate(phases):
+            if t <= stop or k == len(phases) - 1:
+                span = stop - begin
+                x = (t - begin) / span if span > 0 else 1.0
+                if self.anneal == "cos":
+                    return b + (a - b) * _half_cosine(x)
+                return a + (b - a) * x
+            begin = stop
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _values(self, t: np.ndarray) -> np.ndarray:
+        t = np.minimum(t, self.steps - 1).astype(np.float64)
+        out = np.empty(t.shape)
+        done = np.zeros(t.shape, dtype=bool)
+        phases = self._phases()
+        begin = 0.0
+        for k, (stop, a, b) in enumerate(phases):
+            here = ~done if k == len(phases) - 1 else (~done & (t <= stop))
+            span = stop - begin
+            x = (t[here] - begin) / span if span > 0 else np.ones(int(here.sum()))
+            if self.anneal == "cos":
+                out[here] = b + (a - b) * _half_cosine_np(x)
+            else:
+                out[here] = a + (b - a) * x
+            done |= here
+            begin = stop
+        return out
+
+
+@dataclass(frozen=True, eq=True, repr=False)
+class InverseSqrt(Schedule):
+    """Linear warmup to ``lr``, then decay with the inverse square root of the step
+    (Vaswani et al. 2017, "Attention is all you need").
+
+        lr(t) = lr * t / warmup_steps                  for t < warmup_steps
+                lr * sqrt(warmup_steps / t)            for t >= warmup_steps
+
+    Examples:
+        >>> s = inverse_sqrt(1.0, warmup_steps=4)
+        >>> s(0), s(2), s(4), s(16)
+        (0.0, 0.5, 1.0, 0.5)
+    """
+
+    lr: float
+    warmup_steps: int
+    name: ClassVar[str] = "inverse_sqrt"
+
+    def __post_init__(self) -> None:
+        _setfield(self, "lr", _rate(self.name, "lr", self.lr))
+        _setfield(self, "warmup_steps", _count(self.name, "warmup_steps", self.warmup_steps))
+
+    def _at(self, t: int) -> float:
+        w = self.warmup_steps
+        if t < w:
+            return self.lr * t / w
+        return self.lr * math.sqrt(w / t)
+
+    def _values(self, t: np.ndarray) -> np.ndarray:
+        w = self.warmup_steps
+        tf = t.astype(np.float64)
+        safe = np.maximum(tf, w)
+        return np.where(t < w, self.lr * tf / w, self.lr * np.sqrt(w / safe))
+
+
+_WSD_SHAPES = ("1-sqrt", "linear", "cosine")
+
+
+def _decay_shape(shape: str, x: float) -> float:
+    """The fraction of the way still to go after a fraction ``x`` of the decay."""
+    if shape == "1-sqrt":
+        return 1.0 - math.sqrt(x)
+    if shape == "linear":
+        return 1.0 - x
+    return _half_cosine(x)
+
+
+def _decay_shape_np(shape: str, x: np.ndarray) -> np.ndarray:
+    if shape == "1-sqrt":
+        return 1.0 - np.sqrt(x)
+    if shape == "linear":
+        return 1.0 - x
+    return _half_cosine_np(x)
+
+
+@dataclass(frozen=True, eq=True, repr=False)
+class WSD(Schedule):
+    """Warmup-stable-decay (Hu et al. 2024, MiniCPM; Hägele et al. 2024).
+
+    ``steps`` counts all three phases. With ``W = warmup_steps`` and ``D`` the
+    decay length (``decay_steps`` when an int, ``ceil(decay_steps * steps)``
+    when a float below 1, as sklearn's ``test_size``):
+
+        lr(t) = lr * t / W                                    t < W
+                lr                                            W <= t < steps - D
+                min_lr + (lr - min_lr) * shape((t - steps + D) / D)
+                                                              steps - D <= t <= steps
+                min_lr                                        t > steps
+
+    with ``shape(x)`` = ``1 - sqrt(x)`` ("1-sqrt"), ``1 - x`` ("linear") or
+    ``(1 + cos(pi x)) / 2`` ("cosine"). Reaches ``min_lr`` at step ``steps``.
+
+    Examples:
+        >>> s = wsd(1.0, steps=100, warmup_steps=10, decay_steps=0.2, decay_shape="linear")
+        >>> s(5), s(50), s(80), s(90), s(100)
+        (0.5, 1.0, 1.0, 0.5, 0.0)
+    """
+
+    lr: float
+    steps: int
+    warmup_steps: int = 0
+    decay_steps: int | float = 0.2
+    decay_shape: str = "1-sqrt"
+    min_lr: float = 0.0
+    name: ClassVar[str] = "wsd"
+
+    def __post_init__(self) -> None:
+        name = self.name
+        _setfield(self, "lr", _rate(name, "lr", self.lr))
+        _setfield(self, "steps", _count(name, "steps", self.steps))
+        _setfield(self, "warmup_steps", _count(name, "warmup_steps", self.warmup_steps, low=0))
+        d = self.decay_steps
+        allowed = "an integer >= 0 (a count) or a float in (0, 1) (a fraction of steps)"
+        if not _is_number(d) or not math.isfinite(d) or d < 0:
+            raise _fail(name, "decay_steps", allowed, d)
+        if isinstance(d, (float, np.floating)) and not 0 < d < 1:
+            if d != math.floor(d) or d == 0:
+                raise _fail(name, "decay_steps", allowed, d)
+            d = int(d)  # an integral float such as 1e3 is a count
+        _setfield(self, "decay_steps", float(d) if isinstance(d, (float, np.floating)) else int(d))
+        _setfield(self, "decay_shape", _choice(name, "decay_shape", self.decay_shape, _WSD_SHAPES))
+        min_lr = _rate(name, "min_lr", self.min_lr)
+        if min_lr > self.lr:
+            raise _fail(name, "min_lr", f"<= lr ({self.lr!r})", min_lr)
+        _setfield(self, "min_lr", min_lr)
+        if self.warmup_steps + self.decay_count > self.steps:
+            raise ValueError(
+                f"wsd: warmup_steps + decay steps must be <= steps ({self.steps}), got "
+                f"{self.warmup_steps} + {self.decay_count} = "
+                f"{self.warmup_steps + self.decay_count}"
+            )
+
+    @property
+    def decay_count(self) -> int:
+        """The number of decay steps ``D``."""
+        d = self.decay_steps
+        if isinstance(d, float):
+            return math.ceil(d * self.steps - 1e-9)
+        return d
+
+    @property
+    def length(self) -> int:
+        return self.steps
+
+    def _at(self, t: int) -> float:
+        w, d = self.warmup_steps, self.decay_count
+        if t < w:
+            return self.lr * t / w
+        decay_start = self.steps - d
+        if t < decay_start:
+            return self.lr
+        x = min(t - decay_start, d) / d
+        return self.min_lr + (self.lr - self.min_lr) * _decay_shape(self.decay_shape, x)
+
+    def _values(self, t: np.ndarray) -> np.ndarray:
+        w, d = self.warmup_steps, self.decay_count
+        decay_start = self.steps - d
+        out = np.full(t.shape, self.lr)
+        if w:
+            rising = t < w
+            out[rising] = self.lr * t[rising] / w
+        if d:
+            late = t >= decay_start
+            x = np.minimum(t[late] - decay_start, d) / d
+            out[late] = self.min_lr + (self.lr - self.min_lr) * _decay_shape_np(
+                self.decay_shape, x
+            )
+        return out
+
+
+_WARMUP_SHAPES = ("linear", "cosine", "exponential")
+
+
+@dataclass(frozen=True, eq=True, repr=False)
+class Warmup(Schedule):
+    """Ramp from ``start_lr`` to ``schedule(0)`` over ``steps``, then run ``schedule``.
+
+        lr(i) = start_lr + (schedule(0) - start_lr) * shape(i / steps)    i < steps
+                schedule(i - steps)                                       i >= steps
+
+    ``shape(x)`` is ``x`` ("linear") or ``(1 - cos(pi x)) / 2`` ("cosine");
+    ``"exponential"`` ramps geometrically, ``start_lr * (schedule(0) /
+    start_lr) ** (i / steps)``, and needs ``start_lr > 0``. The wrapped
+    schedule starts at its own step 0 once the warmup is over, so the total
+    length is ``steps`` plus the wrapped schedule's.
+
+    Examples:
+        >>> s = warmup(constant(1.0), steps=4)
+        >>> [s(t) for t in range(6)]
+        [0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
+    """
+
+    schedule: Schedule
+    steps: int
+    start_lr: float = 0.0
+    shape: str = "linear"
+    name: ClassVar[str] = "warmup"
+
+    def __post_init__(self) -> None:
+        _as_schedule(self.name, "schedule", self.schedule)
+        _setfield(self, "steps", _count(self.name, "steps", self.steps))
+        _setfield(self, "start_lr", _rate(self.name, "start_lr", self.start_lr))
+        _setfield(self, "shape", _choice(self.name, "shape", self.shape, _WARMUP_SHAPES))
+        if self.shape == "exponential":
+            if self.start_lr <= 0:
+                raise _fail(self.name, "start_lr", "> 0 with shape='exponential'", self.start_lr)
+            if self.schedule._at(0) <= 0:
+                raise ValueError(
+                    "warmup: shape='exponential' needs the wrapped schedule to start above 0, "
+                    f"but {self.schedule} starts at {self.schedule._at(0)!r}"
+                )
+
+    @property
+    def length(self) -> int | None:
+        inner = self.schedule.length
+        return None if inner is None else self.steps + inner
+
+    def _at(self, t: int) -> float:
+        if t >= self.steps:
+            return self.schedule._at(t - self.steps)
+        x = t / self.steps
+        target = self.schedule._at(0)
+        if self.shape == "exponential":
+            return self.start_lr * (target / self.start_lr) ** x
+        ramp = x if self.shape == "linear" else 0.5 * (1.0 - math.cos(math.pi * x))
+        return self.start_lr + (target - self.start_lr) * ramp
+
+    def _values(self, t: np.ndarray) -> np.ndarray:
+        out = np.empty(t.shape)
+        late = t >= self.steps
+        out[late] = self.schedule._values(t[late] - self.steps)
+        x = t[~late] / self.steps
+        target = self.schedule._at(0)
+        if self.shape == "exponential":
+            out[~late] = self.start_lr * np.power(target / self.start_lr, x)
+        else:
+            ramp = x if self.shape == "linear" else 0.5 * (1.0 - np.cos(np.pi * x))
+            out[~late] = self.start_lr + (target - self.start_lr) * ramp
+        return out
+
+
+@dataclass(frozen=True, eq=True, repr=False)
+class Join(Schedule):
+    """Schedules one after another; each part starts at its own step 0.
+
+    Part ``k`` runs on ``[boundaries[k-1], boundaries[k])`` and is evaluated
+    at ``t - boundaries[k-1]``; the last part runs for ever after the last
+    boundary. ``a | b`` is ``join(a, b, boundaries=[a.length])``. Nested joins
+    are flattened, so ``(a | b) | c == a | (b | c)``.
+
+    Examples:
+        >>> s = linear(0.0, 1.0, steps=2) | constant(0.5)
+        >>> [s(t) for t in range(4)]
+        [0.0, 0.5, 0.5, 0.5]
+    """
+
+    schedules: tuple[Schedule, ...]
+    boundaries: tuple[int, ...]
+    name: ClassVar[str] = "join"
+
+    def __post_init__(self) -> None:
+        parts = tuple(self.schedules) if isinstance(self.schedules, Sequence) else None
+        if not parts or len(parts) < 2:
+            raise _fail(self.name, "schedules", "two or more schedules", self.schedules)
+        for p in parts:
+            _as_schedule(self.name, "schedules", p)
+        if isinstance(self.boundaries, (str, bytes)) or not isinstance(
+            self.boundaries, (Sequence, np.ndarray)
+        ):
+            raise _fail(self.name, "boundaries", "a list of integers >= 1", self.boundaries)
+        bounds = tuple(_count(self.name, "boundaries", b) for b in self.boundaries)
+        if len(bounds) != len(parts) - 1:
+            raise ValueError(
+                f"join: boundaries must have one entry fewer than schedules "
+                f"({len(parts) - 1}), got {len(bounds)}: {list(bounds)}"
+            )
+        if any(b <= a for a, b in zip(bounds, bounds[1:])):
+            raise _fail(self.name, "boundaries", "strictly increasing", list(bounds))
+        # Flatten nested joins: a join inside part k is the same as its parts
+        # spliced in at offset boundaries[k-1], minus parts it never reaches.
+        flat: list[Schedule] = []
+        flat_bounds: list[int] = []
+        starts = (0, *bounds)
+        ends = (*bounds, None)
+        for part, begin, end in zip(parts, starts, ends):
+            if begin:
+                flat_bounds.append(begin)
+            if isinstance(part, Join):
+                for sub, sub_begin in zip(part.schedules, (0, *part.boundaries)):
+                    if end is not None and begin + sub_begin >= end:
+                        break
+                    if sub_begin:
+                        flat_bounds.append(begin + sub_begin)
+                    flat.append(sub)
+            else:
+                flat.append(part)
+        _setfield(self, "schedules", tuple(flat))
+        _setfield(self, "boundaries", tuple(flat_bounds))
+
+    @property
+    def length(self) -> int | None:
+        last = self.schedules[-1].length
+        return None if last is None else self.boundaries[-1] + last
+
+    def _uses_pipes(self) -> bool:
+        """True when each boundary is where the part before it ends (``a | b``)."""
+        begin = 0
+        for part, bound in zip(self.schedules, self.boundaries):
+            if part.length is None or begin + part.length != bound:
+                return False
+            begin = bound
+        return True
+
+    def __str__(self) -> str:
+        if self._uses_pipes():
+            return " | ".join(str(p) for p in self.schedules)
+        parts = ", ".join(str(p) for p in self.schedules)
+        return f"join({parts}, boundaries={_format_value(self.boundaries)})"
+
+    def _at(self, t: int) -> float:
+        k = bisect.bisect_right(self.boundaries, t)
+        begin = self.boundaries[k - 1] if k else 0
+        return self.schedules[k]._at(t - begin)
+
+    def _values(self, t: np.ndarray) -> np.ndarray:
+        bounds = np.asarray(self.boundaries, dtype=np.int64)
+        k = np.searchsorted(bounds, t, side="right")
+        out = np.empty(t.shape)
+        for i, part in enumerate(self.schedules):
+            here = k == i
+            if here.any():
+                begin = self.boundaries[i - 1] if i else 0
+                out[here] = part._values(t[here] - begin)
+        return out
+
+
+@dataclass(frozen=True, eq=True, repr=False)
+class Scaled(Schedule):
+    """A schedule multiplied by a constant: ``factor * schedule``.
+
+        lr(t) = factor * schedule(t)
+
+    Examples:
+        >>> s = 0.5 * constant(0.2)
+        >>> str(s), s(0)
+        ('0.5 * constant(lr=0.2)', 0.1)
+    """
+
+    factor: float
+    schedule: Schedule
+    name: ClassVar[str] = "scale"
+
+    def __post_init__(self) -> None:
+        factor = _rate(self.name, "factor", self.factor)
+        inner = _as_schedule(self.name, "schedule", self.schedule)
+        if isinstance(inner, Scaled):  # 0.5 * (0.5 * s) is 0.25 * s
+            factor *= inner.factor
+            inner = inner.schedule
+        _setfield(self, "factor", factor)
+        _setfield(self, "schedule", inner)
+
+    @property
+    def length(self) -> int | None:
+        return self.schedule.length
+
+    def __str__(self) -> str:
+        inner = str(self.schedule)
+        if isinstance(self.schedule, Join) and self.schedule._uses_pipes():
+            inner = f"({inner})"
+        return f"{_format_value(self.factor)} * {inner}"
+
+    def _at(self, t: int) -> float:
+        return self.factor * self.schedule._at(t)
+
+    def _values(self, t: np.ndarray) -> np.ndarray:
+        return self.factor * self.schedule._values(t)
+
+
+# --------------------------------------------------------------------------
+# Factories: the public, lower-case names of SPEC §2.
+# --------------------------------------------------------------------------
+
+constant = Constant
+step_decay = StepDecay
+multistep = MultiStep
+exponential = Exponential
+linear = Linear
+cosine = Cosine
+cosine_restarts = CosineRestarts
+polynomial = Polynomial
+cyclic = Cyclic
+one_cycle = OneCycle
+inverse_sqrt = InverseSqrt
+wsd = WSD
+warmup = Warmup
+
+
+def join(*schedules: Schedule, boundaries: Sequence[int]) -> Join:
+    """Run ``schedules`` one after another, switching at ``boundaries``.
+
+    Each part starts at its own step 0. ``boundaries`` has one entry fewer
+    than ``schedules`` and is strictly increasing.
+
+        lr(t) = schedules[k](t - boundaries[k-1])   for boundaries[k-1] <= t < boundaries[k]
+
+    Examples:
+        >>> s = join(constant(1.0), cosine(lr=0.5, steps=10), boundaries=[5])
+        >>> s(4), s(5), s(15)
+        (1.0, 0.5, 0.0)
+    """
+    return Join(schedules=tuple(schedules), boundaries=tuple(boundaries))
+
+
+#: Spec name -> factory, for the spec language and :func:`lrkit.from_dict`.
+FACTORIES: dict[str, Any] = {
+    cls.name: cls
+    for cls in (
+        Constant,
+        StepDecay,
+        MultiStep,
+        Exponential,
+        Linear,
+        Cosine,
+        CosineRestarts,
+        Polynomial,
+        Cyclic,
+        OneCycle,
+        InverseSqrt,
+        WSD,
+        Warmup,
+    )
+}
+FACTORIES["join"] = join

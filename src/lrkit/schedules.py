@@ -22,6 +22,7 @@ Examples:
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import MISSING, dataclass, fields
@@ -30,37 +31,37 @@ from typing import Any, ClassVar
 import numpy as np
 
 __all__ = [
-    "Schedule",
+    "FACTORIES",
+    "WSD",
     "Constant",
-    "StepDecay",
-    "MultiStep",
-    "Exponential",
-    "Linear",
     "Cosine",
     "CosineRestarts",
-    "Polynomial",
     "Cyclic",
-    "OneCycle",
+    "Exponential",
     "InverseSqrt",
-    "WSD",
-    "Warmup",
     "Join",
+    "Linear",
+    "MultiStep",
+    "OneCycle",
+    "Polynomial",
     "Scaled",
+    "Schedule",
+    "StepDecay",
+    "Warmup",
     "constant",
-    "step_decay",
-    "multistep",
-    "exponential",
-    "linear",
     "cosine",
     "cosine_restarts",
-    "polynomial",
     "cyclic",
-    "one_cycle",
+    "exponential",
     "inverse_sqrt",
-    "wsd",
-    "warmup",
     "join",
-    "FACTORIES",
+    "linear",
+    "multistep",
+    "one_cycle",
+    "polynomial",
+    "step_decay",
+    "warmup",
+    "wsd",
 ]
 
 # --------------------------------------------------------------------------
@@ -95,9 +96,10 @@ def _count(family: str, name: str, value: Any, *, low: int = 1) -> int:
     allowed = f"an integer >= {low}"
     if not _is_number(value):
         raise _fail(family, name, allowed, value)
-    if isinstance(value, (float, np.floating)):
-        if not math.isfinite(value) or value != math.floor(value):
-            raise _fail(family, name, allowed, value)
+    if isinstance(value, (float, np.floating)) and (
+        not math.isfinite(value) or value != math.floor(value)
+    ):
+        raise _fail(family, name, allowed, value)
     value = int(value)
     if value < low:
         raise _fail(family, name, allowed, value)
@@ -138,15 +140,17 @@ def _choice(family: str, name: str, value: Any, options: Sequence[str]) -> str:
 
 def _steps_array(steps: Any) -> np.ndarray:
     """``n`` -> ``arange(n)``; an array of steps -> int64 array, checked."""
-    if _is_number(steps) and not isinstance(steps, (float, np.floating)):
-        n = int(steps)
-        if n < 0:
-            raise ValueError(f"values: n must be an integer >= 0, got {n}")
-        return np.arange(n, dtype=np.int64)
+    if _is_number(steps):  # a count n (an integral float such as 1e6 is one too)
+        if not math.isfinite(steps) or steps != math.floor(steps) or steps < 0:
+            raise ValueError(f"values: n must be an integer >= 0, got {steps!r}")
+        return np.arange(int(steps), dtype=np.int64)
     arr = np.asarray(steps)
     if arr.dtype.kind == "f":
-        if not np.all(np.isfinite(arr)) or np.any(arr != np.floor(arr)):
-            raise ValueError("values: steps must be whole numbers, got non-integral floats")
+        bad = ~np.isfinite(arr) | (arr != np.floor(arr))
+        if np.any(bad):
+            raise ValueError(
+                f"values: steps must be whole numbers >= 0, got {float(arr[bad].flat[0])!r}"
+            )
     elif arr.dtype.kind not in "iu":
         raise ValueError(
             f"values: expected an int n or an array of integer steps, got {type(steps).__name__}"
@@ -162,7 +166,7 @@ def _check_step(step: Any) -> int:
         if step < 0:
             raise ValueError(f"step must be >= 0, got {step}")
         return step
-    if _is_number(step) and float(step) == math.floor(float(step)) and math.isfinite(step):
+    if _is_number(step) and math.isfinite(step) and float(step) == math.floor(float(step)):
         return _check_step(int(step))
     raise ValueError(f"step must be an integer >= 0, got {step!r}")
 
@@ -231,6 +235,8 @@ class Schedule:
 
     def __call__(self, step: int) -> float:
         """The learning rate at ``step`` (an int >= 0)."""
+        if type(step) is int and step >= 0:  # the fast path: one call fewer
+            return self._at(step)
         return self._at(_check_step(step))
 
     def values(self, steps: int | Sequence[int] | np.ndarray) -> np.ndarray:
@@ -407,7 +413,7 @@ class MultiStep(Schedule):
         ):
             raise _fail(self.name, "milestones", "a list of integers >= 1", self.milestones)
         ms = tuple(_count(self.name, "milestones", m) for m in self.milestones)
-        if any(b <= a for a, b in zip(ms, ms[1:])):
+        if any(b <= a for a, b in itertools.pairwise(ms)):
             raise _fail(self.name, "milestones", "strictly increasing", list(ms))
         _setfield(self, "milestones", ms)
         # gamma > 1 is allowed: the milestones are finite, so the lr stays finite.
@@ -477,12 +483,14 @@ class Linear(Schedule):
         return self.steps
 
     def _at(self, t: int) -> float:
-        frac = min(t, self.steps) / self.steps
-        return self.start_lr + (self.end_lr - self.start_lr) * frac
+        if t >= self.steps:  # exactly end_lr: start + (end - start) * 1 can miss by an ulp
+            return self.end_lr
+        return self.start_lr + (self.end_lr - self.start_lr) * (t / self.steps)
 
     def _values(self, t: np.ndarray) -> np.ndarray:
         frac = np.minimum(t, self.steps) / self.steps
-        return self.start_lr + (self.end_lr - self.start_lr) * frac
+        out = self.start_lr + (self.end_lr - self.start_lr) * frac
+        return np.where(t >= self.steps, self.end_lr, out)
 
 
 def _half_cosine(frac: float) -> float:
@@ -528,12 +536,17 @@ class Cosine(Schedule):
         return self.steps
 
     def _at(self, t: int) -> float:
-        frac = min(t, self.steps) / self.steps
-        return self.min_lr + (self.lr - self.min_lr) * _half_cosine(frac)
+        steps = self.steps
+        frac = (t if t < steps else steps) / steps  # not min(): slow in Python 3.11
+        return self.min_lr + (self.lr - self.min_lr) * (0.5 * (1.0 + math.cos(math.pi * frac)))
 
     def _values(self, t: np.ndarray) -> np.ndarray:
         frac = np.minimum(t, self.steps) / self.steps
         return self.min_lr + (self.lr - self.min_lr) * _half_cosine_np(frac)
+
+
+#: Steps below this are looked up in CosineRestarts' table of cycles (period_mult > 1).
+_FAR = 2**63
 
 
 @dataclass(frozen=True, eq=True, repr=False)
@@ -570,12 +583,23 @@ class CosineRestarts(Schedule):
             raise _fail(self.name, "min_lr", f"<= lr ({self.lr!r})", min_lr)
         _setfield(self, "min_lr", min_lr)
         _setfield(self, "decay", _real(self.name, "decay", self.decay, low=0.0, high=1.0))
+        if self.period_mult > 1:  # cycle starts and lengths up to step 2**63, for a bisect
+            starts, lengths, start, length = [], [], 0, self.period
+            while start < _FAR:
+                starts.append(start)
+                lengths.append(length)
+                start, length = start + length, length * self.period_mult
+            _setfield(self, "_starts", tuple(starts))
+            _setfield(self, "_lengths", tuple(lengths))
 
     def _cycle(self, t: int) -> tuple[int, int, int]:
         """(cycle index, steps into the cycle, cycle length) for step t."""
         if self.period_mult == 1:
             i, into = divmod(t, self.period)
             return i, into, self.period
+        if t < _FAR:  # the table covers it: a bisect, no loop
+            i = bisect.bisect_right(self._starts, t) - 1
+            return i, t - self._starts[i], self._lengths[i]
         i, start, length = 0, 0, self.period
         while t >= start + length:  # at most ~log2(t) rounds: cycles grow geometrically
             start += length
@@ -638,7 +662,8 @@ class Polynomial(Schedule):
         return self.steps
 
     def _at(self, t: int) -> float:
-        remaining = 1.0 - min(t, self.steps) / self.steps
+        steps = self.steps
+        remaining = 1.0 - (t if t < steps else steps) / steps
         return self.end_lr + (self.lr - self.end_lr) * remaining**self.power
 
     def _values(self, t: np.ndarray) -> np.ndarray:
@@ -732,13 +757,13 @@ class OneCycle(Schedule):
                       [p, 2p], start -> end over [2p, q]
 
     Each phase anneals with ``anneal="cos"`` (``b + (a - b) * (1 + cos(pi x)) / 2``)
-    or ``"linear"`` (``a + (b - a) * x``), ``x`` the fraction of the phase
+    or ``"linear"`` (``a * (1 - x) + b * x``), ``x`` the fraction of the phase
     done. Reaches ``end`` at step ``steps - 1`` and holds it (torch raises
     past the end instead).
 
     Examples:
         >>> s = one_cycle(max_lr=1.0, steps=100)
-        >>> s(0), s(29), s(99)
+        >>> round(s(0), 12), s(29), s(99)
         (0.04, 1.0, 4e-06)
     """
 
@@ -770,6 +795,12 @@ class OneCycle(Schedule):
         if not isinstance(self.three_phase, (bool, np.bool_)):
             raise _fail(self.name, "three_phase", "True or False", self.three_phase)
         _setfield(self, "three_phase", bool(self.three_phase))
+        # (begin, end step, lr at the begin, lr at the end) per phase, built once for
+        # the scalar path (set like a field: see WSD for why not cached_property).
+        phases = self._phases()
+        begins = (0.0, *(stop for stop, _, _ in phases[:-1]))
+        table = tuple((begin, *phase) for begin, phase in zip(begins, phases, strict=True))
+        _setfield(self, "_phase_table", table)
 
     @property
     def length(self) -> int:
@@ -786,18 +817,18 @@ class OneCycle(Schedule):
         return [(p, start, self.max_lr), (last, self.max_lr, end)]
 
     def _at(self, t: int) -> float:
-        t = min(t, self.steps - 1)
-        phases = self._phases()
-        begin = 0.0
-        for k, (stop, a, b) in enumerate(phases):
-            if t <= stop or k == len(phases) - 1:
-                span = stop - begin
-                x = (t - begin) / span if span > 0 else 1.0
-                if self.anneal == "cos":
-                    return b + (a - b) * _half_cosine(x)
-                return a + (b - a) * x
-            begin = stop
-        raise AssertionError("unreachable")  # pragma: no cover
+        last = self.steps - 1
+        if t > last:
+            t = last
+        for phase in self._phase_table:
+            if t <= phase[1]:
+                break  # no break: t is in the last phase (t == steps - 1 past its stop)
+        begin, stop, a, b = phase
+        span = stop - begin
+        x = (t - begin) / span if span > 0 else 1.0
+        if self.anneal == "cos":
+            return b + (a - b) * _half_cosine(x)
+        return a * (1.0 - x) + b * x  # exact at x = 1
 
     def _values(self, t: np.ndarray) -> np.ndarray:
         t = np.minimum(t, self.steps - 1).astype(np.float64)
@@ -812,7 +843,7 @@ class OneCycle(Schedule):
             if self.anneal == "cos":
                 out[here] = b + (a - b) * _half_cosine_np(x)
             else:
-                out[here] = a + (b - a) * x
+                out[here] = a * (1.0 - x) + b * x
             done |= here
             begin = stop
         return out
@@ -929,6 +960,10 @@ class WSD(Schedule):
                 f"{self.warmup_steps} + {self.decay_count} = "
                 f"{self.warmup_steps + self.decay_count}"
             )
+        # Worked out once for the scalar path. Set like the fields, never through
+        # __dict__ (as functools.cached_property does), which in CPython 3.11 makes
+        # every attribute read on the instance about 3x slower.
+        _setfield(self, "_decay", self.decay_count)
 
     @property
     def decay_count(self) -> int:
@@ -943,13 +978,14 @@ class WSD(Schedule):
         return self.steps
 
     def _at(self, t: int) -> float:
-        w, d = self.warmup_steps, self.decay_count
+        w, d = self.warmup_steps, self._decay
         if t < w:
             return self.lr * t / w
         decay_start = self.steps - d
-        if t < decay_start:
+        if t < decay_start or d == 0:  # d == 0: no decay phase, as in _values
             return self.lr
-        x = min(t - decay_start, d) / d
+        into = t - decay_start
+        x = (into if into < d else d) / d
         return self.min_lr + (self.lr - self.min_lr) * _decay_shape(self.decay_shape, x)
 
     def _values(self, t: np.ndarray) -> np.ndarray:
@@ -962,9 +998,7 @@ class WSD(Schedule):
         if d:
             late = t >= decay_start
             x = np.minimum(t[late] - decay_start, d) / d
-            out[late] = self.min_lr + (self.lr - self.min_lr) * _decay_shape_np(
-                self.decay_shape, x
-            )
+            out[late] = self.min_lr + (self.lr - self.min_lr) * _decay_shape_np(self.decay_shape, x)
         return out
 
 
@@ -1074,7 +1108,7 @@ class Join(Schedule):
                 f"join: boundaries must have one entry fewer than schedules "
                 f"({len(parts) - 1}), got {len(bounds)}: {list(bounds)}"
             )
-        if any(b <= a for a, b in zip(bounds, bounds[1:])):
+        if any(b <= a for a, b in itertools.pairwise(bounds)):
             raise _fail(self.name, "boundaries", "strictly increasing", list(bounds))
         # Flatten nested joins: a join inside part k is the same as its parts
         # spliced in at offset boundaries[k-1], minus parts it never reaches.
@@ -1082,11 +1116,11 @@ class Join(Schedule):
         flat_bounds: list[int] = []
         starts = (0, *bounds)
         ends = (*bounds, None)
-        for part, begin, end in zip(parts, starts, ends):
+        for part, begin, end in zip(parts, starts, ends, strict=True):
             if begin:
                 flat_bounds.append(begin)
             if isinstance(part, Join):
-                for sub, sub_begin in zip(part.schedules, (0, *part.boundaries)):
+                for sub, sub_begin in zip(part.schedules, (0, *part.boundaries), strict=True):
                     if end is not None and begin + sub_begin >= end:
                         break
                     if sub_begin:
@@ -1105,7 +1139,7 @@ class Join(Schedule):
     def _uses_pipes(self) -> bool:
         """True when each boundary is where the part before it ends (``a | b``)."""
         begin = 0
-        for part, bound in zip(self.schedules, self.boundaries):
+        for part, bound in zip(self.schedules, self.boundaries, strict=False):
             if part.length is None or begin + part.length != bound:
                 return False
             begin = bound

@@ -1,0 +1,284 @@
+"""The ``lrkit`` command line: outputs, errors and help, through typer and the real script."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import lrkit
+from lrkit.cli import MAX_STEPS, app
+
+WARMUP_COSINE = "warmup(cosine(lr=3e-4, steps=10000, min_lr=3e-5), steps=500)"
+MULTISTEP = "multistep(lr=0.1, milestones=[300, 600, 900])"
+ONE_CYCLE = "one_cycle(max_lr=0.1, steps=1000)"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """(width, height) from a PNG's IHDR chunk, after checking the signature."""
+    data = path.read_bytes()
+    assert data[:8] == PNG_MAGIC
+    assert data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+# -- help and version --------------------------------------------------------
+
+
+def test_help_lists_the_commands() -> None:
+    result = invoke("--help")
+    assert result.exit_code == 0
+    assert "schedule" in result.stdout
+    assert "--version" in result.stdout
+
+
+def test_no_arguments_shows_help() -> None:
+    result = invoke()
+    assert "schedule" in result.output
+
+
+def test_version() -> None:
+    result = invoke("--version")
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"lrkit {lrkit.__version__}"
+
+
+def test_schedule_help_shows_examples_with_brackets_intact() -> None:
+    result = invoke("schedule", "--help")
+    assert result.exit_code == 0
+    out = result.stdout
+    assert "Examples" in out
+    assert 'lrkit schedule "cosine(lr=0.1, steps=1000, min_lr=0.001)"' in out
+    # rich markup must not eat the list in a spec
+    assert "milestones=[300, 600]" in out
+    for fmt in ("table", "csv", "json", "png"):
+        assert fmt in out
+
+
+# -- table -------------------------------------------------------------------
+
+
+def test_table_shows_spec_sparkline_key_steps_and_summary() -> None:
+    s = lrkit.parse(WARMUP_COSINE)
+    result = invoke("schedule", WARMUP_COSINE, "--steps", "11000")
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert str(s) in out
+    assert any(ch in out for ch in "▁▂▃▄▅▆▇█")
+    steps_shown = {int(line.split()[0]) for line in out.splitlines() if line[:6].strip().isdigit()}
+    # start, the warmup's end, the schedule's end and the last step are pinned
+    assert {0, 500, 10500, 10999} <= steps_shown
+    assert len(steps_shown) <= 10
+    assert "min 0 (step 0)" in out
+    assert "max 0.0003 (step 500)" in out
+    assert "final 3e-05 (step 10999)" in out
+
+
+def test_table_default_steps_cover_the_end() -> None:
+    result = invoke("schedule", "cosine(lr=0.1, steps=1000)")
+    assert result.exit_code == 0, result.output
+    assert "steps 0..1099" in result.stdout
+    assert "end: held from here" in result.stdout
+
+
+def test_table_shows_each_of_several_specs() -> None:
+    result = invoke("schedule", WARMUP_COSINE, MULTISTEP, ONE_CYCLE, "--steps", "1000")
+    assert result.exit_code == 0, result.output
+    for spec in (WARMUP_COSINE, MULTISTEP, ONE_CYCLE):
+        assert str(lrkit.parse(spec)) in result.stdout
+    assert result.stdout.count("final ") == 3
+
+
+def test_table_to_a_file(tmp_path: Path) -> None:
+    out = tmp_path / "table.txt"
+    result = invoke("schedule", MULTISTEP, "--steps", "1000", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == str(out)
+    text = out.read_text()
+    assert str(lrkit.parse(MULTISTEP)) in text
+    assert "\x1b[" not in text  # no colour codes in a file
+
+
+# -- csv ---------------------------------------------------------------------
+
+
+def test_csv_values_equal_the_library() -> None:
+    s = lrkit.parse(WARMUP_COSINE)
+    result = invoke("schedule", WARMUP_COSINE, "--steps", "2000", "--format", "csv")
+    assert result.exit_code == 0, result.output
+    rows = list(csv.reader(io.StringIO(result.stdout)))
+    assert rows[0] == ["step", "lr"]
+    steps = np.array([int(r[0]) for r in rows[1:]])
+    lrs = np.array([float(r[1]) for r in rows[1:]])
+    np.testing.assert_array_equal(steps, np.arange(2000))
+    np.testing.assert_array_equal(lrs, s.values(2000))  # exact: floats are printed with repr
+
+
+def test_csv_several_specs_one_column_each() -> None:
+    specs = [WARMUP_COSINE, MULTISTEP, "0.5 * constant(0.1)"]
+    result = invoke("schedule", *specs, "-n", "1200", "-f", "csv")
+    assert result.exit_code == 0, result.output
+    rows = list(csv.reader(io.StringIO(result.stdout)))
+    scheds = [lrkit.parse(spec) for spec in specs]
+    assert rows[0] == ["step", *(str(s) for s in scheds)]  # specs with commas are quoted
+    assert len(rows) == 1 + 1200
+    table = np.array([[float(x) for x in row[1:]] for row in rows[1:]])
+    for k, s in enumerate(scheds):
+        np.testing.assert_array_equal(table[:, k], s.values(1200))
+
+
+def test_csv_to_a_file_matches_stdout(tmp_path: Path) -> None:
+    out = tmp_path / "deep" / "er" / "lr.csv"
+    to_stdout = invoke("schedule", ONE_CYCLE, "-f", "csv")
+    to_file = invoke("schedule", ONE_CYCLE, "-f", "csv", "--out", str(out))
+    assert to_file.exit_code == 0, to_file.output
+    assert to_file.stdout.strip() == str(out)
+    assert out.read_text() == to_stdout.stdout
+
+
+# -- json --------------------------------------------------------------------
+
+
+def test_json_round_trips_through_from_dict() -> None:
+    result = invoke("schedule", WARMUP_COSINE, MULTISTEP, "--steps", "1500", "--format", "json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["steps"] == 1500
+    assert len(doc["schedules"]) == 2
+    for entry, spec in zip(doc["schedules"], (WARMUP_COSINE, MULTISTEP), strict=True):
+        s = lrkit.parse(spec)
+        assert entry["spec"] == str(s)
+        assert entry["schedule"] == s.to_dict()
+        assert lrkit.from_dict(entry["schedule"]) == s
+        np.testing.assert_array_equal(np.array(entry["values"]), s.values(1500))
+
+
+def test_json_to_a_file(tmp_path: Path) -> None:
+    out = tmp_path / "lr.json"
+    result = invoke("schedule", ONE_CYCLE, "-f", "json", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    assert doc["schedules"][0]["spec"] == str(lrkit.parse(ONE_CYCLE))
+    assert len(doc["schedules"][0]["values"]) == doc["steps"] == 1100
+
+
+# -- png ---------------------------------------------------------------------
+
+
+def test_png_overlays_several_specs_in_one_file(tmp_path: Path) -> None:
+    out = tmp_path / "gallery" / "schedules.png"  # the folder is created
+    specs = [WARMUP_COSINE, MULTISTEP, ONE_CYCLE]
+    result = invoke("schedule", *specs, "--steps", "1000", "-f", "png", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == str(out)
+    width, height = png_size(out)
+    assert width >= 600 and height >= 300
+    assert out.stat().st_size > 20_000
+    assert list(tmp_path.rglob("*.png")) == [out]
+
+
+def test_png_default_path_and_log_axis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = invoke("schedule", "exponential(0.1, gamma=0.99)", "--format", "png", "--log")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "schedule.png"
+    png_size(tmp_path / "schedule.png")
+
+
+# -- errors: exit 2, one message, no traceback -------------------------------
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "cosine(lr=0.1, stps=10)",  # unknown argument
+        "cosin(lr=0.1, steps=10)",  # unknown factory
+        "cosine(lr=0.1, steps=10",  # unbalanced
+        "cosine(lr=-1.0, steps=10)",  # a bad value
+        "cosine(lr=0.1, steps=0)",
+        "__import__('os').system('true')",  # never evaluated
+        "",
+    ],
+)
+def test_bad_spec_exits_2_with_one_message(spec: str) -> None:
+    result = invoke("schedule", spec, "--steps", "10")
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert result.stdout == ""
+    assert result.stderr.startswith("Error: ")
+    assert isinstance(result.exception, SystemExit)
+
+
+def test_bad_spec_among_several_says_which() -> None:
+    result = invoke("schedule", "constant(0.1)", "cosin(lr=0.1, steps=10)")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: spec 2 of 2: ")
+
+
+@pytest.mark.parametrize("steps", ["0", "-5", str(MAX_STEPS + 1)])
+def test_steps_out_of_range_exits_2_naming_value_and_range(steps: str) -> None:
+    result = invoke("schedule", "constant(0.1)", "--steps", steps)
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    assert result.stderr.strip() == (
+        f"Error: --steps must be an integer in [1, {MAX_STEPS}], got {steps}"
+    )
+
+
+@pytest.mark.parametrize("args", [["--steps", "ten"], ["--format", "xml"], []])
+def test_malformed_options_exit_2(args: list[str]) -> None:
+    spec = [] if not args else ["constant(0.1)"]
+    result = invoke("schedule", *spec, *args)
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+
+
+def test_unwritable_out_exits_1_without_traceback(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = invoke("schedule", "constant(0.1)", "-f", "csv", "-o", str(blocker / "lr.csv"))
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert result.stderr.startswith("Error: cannot write")
+
+
+# -- the installed console script ---------------------------------------------
+
+
+def test_console_script_runs() -> None:
+    script = Path(sys.executable).with_name("lrkit")
+    ok = subprocess.run(
+        [str(script), "schedule", "cosine(lr=0.1, steps=4)", "--steps", "5", "--format", "csv"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert ok.returncode == 0, ok.stderr
+    expected = lrkit.cosine(lr=0.1, steps=4).values(5).tolist()
+    assert ok.stdout == "step,lr\n" + "".join(f"{t},{v!r}\n" for t, v in enumerate(expected))
+
+    bad = subprocess.run(
+        [str(script), "schedule", "cosine(lr=0.1, stps=4)"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2
+    assert bad.stdout == ""
+    assert bad.stderr.startswith("Error: ")
+    assert "Traceback" not in bad.stderr

@@ -1,0 +1,49 @@
+# lrkit: two commands matter.
+#   make demo   set everything up on a fresh machine, then run the main job
+#   make test   run the test suite (what CI runs, through .ci/run)
+
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+OUT    ?= lrkit-gallery
+
+.PHONY: setup demo test lint bench clean
+
+setup: $(STAMP)
+
+# torch==2.13.0 first: pip takes the CPU build on disk, and the [torch]
+# extra's range then accepts it, so no multi-GB CUDA build is pulled.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e ".[all]"
+	touch $(STAMP)
+
+# The main job. Until `lrkit compare` lands, it renders a gallery of
+# schedules to $(OUT)/schedules.png and prints them as a table.
+GALLERY := \
+	"cosine(lr=0.1, steps=1000, min_lr=0.001)" \
+	"warmup(cosine(lr=0.1, steps=900), steps=100)" \
+	"wsd(lr=0.1, steps=1000, warmup_steps=50, decay_steps=0.2)" \
+	"one_cycle(max_lr=0.1, steps=1000)" \
+	"cosine_restarts(lr=0.1, period=200, period_mult=2, decay=0.7)" \
+	"multistep(lr=0.1, milestones=[300, 600, 900])"
+
+demo: setup
+	$(BIN)/lrkit schedule $(GALLERY) --steps 1000 --format png --out $(OUT)/schedules.png
+	$(BIN)/lrkit schedule $(GALLERY) --steps 1000 --format table
+
+test: setup
+	$(BIN)/python -m pytest -n 2 -p no:cacheprovider
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+bench: setup
+	$(BIN)/python benchmarks/schedule_values.py
+
+clean:
+	rm -rf $(VENV) $(OUT) lrkit-report .pytest_cache .hypothesis

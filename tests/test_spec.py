@@ -223,7 +223,7 @@ def test_fill_supplies_missing_required_arguments() -> None:
 
 def test_fill_reaches_nested_calls_and_explicit_arguments_win() -> None:
     s = parse("warmup(cosine(), steps=5)", lr=0.1, steps=100)
-    assert s == lrkit.warmup(lrkit.cosine(lr=0.1, steps=100), steps=5)
+    assert s == lrkit.warmup(lrkit.cosine(lr=0.1, steps=95), steps=5)  # budget - warmup
     s = parse("cosine(steps=10) | constant(lr=0.5)", lr=0.1, steps=100)
     assert s == lrkit.cosine(lr=0.1, steps=10) | lrkit.constant(0.5)
     # A positional argument counts as given.
@@ -672,3 +672,15 @@ def test_register_refuses_bad_names_and_clashes(registered: Callable[..., None])
     register("halved", _halved, replace=True)
     with pytest.raises(ValueError, match="not a registered name"):
         unregister("cosine")
+
+
+def test_fill_inside_warmup_leaves_the_warmup_out_of_the_budget() -> None:
+    s = lrkit.parse("warmup(cosine(), steps=100)", lr=0.1, steps=1000)
+    assert s == lrkit.warmup(lrkit.cosine(lr=0.1, steps=900), steps=100)
+    assert s.length == 1000 and s(1000) == 0.0 and s(999) > 0.0
+    # Positional warmup steps count the same; explicit inner steps always win.
+    assert lrkit.parse("warmup(cosine(), 100)", lr=0.1, steps=1000) == s
+    explicit = lrkit.parse("warmup(cosine(lr=0.2, steps=50), steps=100)", lr=0.1, steps=1000)
+    assert explicit == lrkit.warmup(lrkit.cosine(lr=0.2, steps=50), steps=100)
+    # Outside a warmup the budget is filled as it is.
+    assert lrkit.parse("cosine()", lr=0.1, steps=1000).length == 1000

@@ -363,7 +363,10 @@ def parse(spec: str, /, **fill: Any) -> Schedule:
     ``lrkit compare`` fills ``lr`` and ``steps``). Arguments written in the
     spec always win; optional arguments are never filled; fill names no
     call uses are ignored. ``lr`` also fills ``max_lr`` in ``one_cycle`` and
-    ``cyclic`` (which have no ``lr``).
+    ``cyclic`` (which have no ``lr``). Inside ``warmup(..., steps=w)`` a
+    filled ``steps`` is ``steps - w``, so that the whole schedule spans the
+    budget: ``parse("warmup(cosine(), steps=100)", lr=0.1, steps=1000)`` is
+    ``warmup(cosine(lr=0.1, steps=900), steps=100)``.
 
     Args:
         spec: the spec text, e.g. ``"cosine(lr=0.1, steps=1000)"``.
@@ -388,7 +391,7 @@ def parse(spec: str, /, **fill: Any) -> Schedule:
         >>> parse("0.5 * multistep(1.0, milestones=[30, 60])")
         0.5 * multistep(lr=1.0, milestones=[30, 60])
         >>> parse("warmup(cosine(), steps=5)", lr=0.1, steps=100)
-        warmup(cosine(lr=0.1, steps=100), steps=5)
+        warmup(cosine(lr=0.1, steps=95), steps=5)
         >>> parse("one_cycle()", lr=0.1, steps=100)
         one_cycle(max_lr=0.1, steps=100)
         >>> parse("cosin(lr=0.1, steps=10)")
@@ -796,16 +799,38 @@ class _Evaluator:
             symbol = _OPERATORS[type(node.op)]
             raise self.source.node_error(node, f"invalid '{symbol}'", f": {exc}") from exc
 
+    def _inner_fill(self, name: str, where: Mapping[str, ast.AST]) -> Mapping[str, Any]:
+        """The fill for the arguments of a ``name(...)`` call.
+
+        A warmup spends its own ``steps`` of the budget, so a filled ``steps``
+        of the schedule it wraps is the budget minus the warmup: with
+        ``steps=1000``, ``warmup(cosine(), steps=100)`` ends at step 1000.
+        """
+        budget = self.fill.get("steps")
+        given = where.get("steps")
+        if name != "warmup" or budget is None or given is None:
+            return self.fill
+        node = given.value if isinstance(given, ast.keyword) else given
+        warm = self.value(node)
+        if type(warm) in (int, float) and 0 < warm < budget:
+            return {**self.fill, "steps": budget - warm}
+        return self.fill
+
     def call(self, node: ast.Call) -> Any:
         name = node.func.id if isinstance(node.func, ast.Name) else ""
         factory = _factory(name)
         if factory is None:  # unreachable after _check_tree
             raise self.source.node_error(node.func, "only schedule names can be called")
         sig = _signature(factory)
-        args = [self.value(arg) for arg in node.args]
-        kwargs = {kw.arg: self.value(kw.value) for kw in node.keywords if kw.arg}
         where: dict[str, ast.AST] = dict(zip(sig.positional, node.args, strict=False))
         where.update({kw.arg: kw for kw in node.keywords if kw.arg})
+        outer_fill = self.fill
+        self.fill = self._inner_fill(name, where)
+        try:
+            args = [self.value(arg) for arg in node.args]
+            kwargs = {kw.arg: self.value(kw.value) for kw in node.keywords if kw.arg}
+        finally:
+            self.fill = outer_fill
         filled = []
         for param in sig.required:
             if param in where:

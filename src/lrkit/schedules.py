@@ -919,7 +919,8 @@ class WSD(Schedule):
                 min_lr                                        t > steps
 
     with ``shape(x)`` = ``1 - sqrt(x)`` ("1-sqrt"), ``1 - x`` ("linear") or
-    ``(1 + cos(pi x)) / 2`` ("cosine"). Reaches ``min_lr`` at step ``steps``.
+    ``(1 + cos(pi x)) / 2`` ("cosine"). Reaches ``min_lr`` at step ``steps``;
+    with ``decay_steps=0`` there is no decay phase and ``lr`` holds for ever.
 
     Examples:
         >>> s = wsd(1.0, steps=100, warmup_steps=10, decay_steps=0.2, decay_shape="linear")

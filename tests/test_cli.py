@@ -282,3 +282,105 @@ def test_console_script_runs() -> None:
     assert bad.stdout == ""
     assert bad.stderr.startswith("Error: ")
     assert "Traceback" not in bad.stderr
+
+
+# -- lrkit tasks ----------------------------------------------------------------
+
+
+def test_help_lists_compare_and_tasks() -> None:
+    result = invoke("--help")
+    assert "compare" in result.stdout and "tasks" in result.stdout
+
+
+def test_tasks_lists_one_line_per_task_without_torch() -> None:
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from lrkit.cli import app\n"
+        "result = CliRunner().invoke(app, ['tasks'])\n"
+        "assert result.exit_code == 0, result.output\n"
+        "assert 'torch' not in sys.modules, 'lrkit tasks imported torch'\n"
+        "sys.stdout.write(result.stdout)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    names = [line.split()[0] for line in lines]
+    assert names == ["digits", "signals", "scales", "charlm", "quadratic", "rosenbrock"]
+    digits = lines[0].split()
+    assert digits[1:5] == ["300", "steps", "val_acc", ">="] and digits[5] == "0.95"
+    assert "8x8" in lines[0]
+
+
+# -- lrkit compare --------------------------------------------------------------
+
+QUICK = ["--tasks", "quadratic", "--optimizers", "sgd,adam", "--lrs", "0.01,0.1"]
+QUICK += ["--schedules", "cosine()", "--seeds", "2", "--budget", "0.2", "--workers", "0"]
+
+
+def test_compare_writes_results_and_a_summary_then_resumes(tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    result = invoke("compare", *QUICK, "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert "8 runs: 8 run now, 0 from the store" in result.stdout
+    assert "quadratic: final loss, lower is better" in result.stdout
+    assert "[8/8] quadratic " in result.stdout  # plain progress lines off a terminal
+    doc = json.loads((out / "results.json").read_text())
+    assert len(doc["runs"]) == 8
+    assert {run["status"] for run in doc["runs"]} <= {"ok", "diverged"}
+    assert doc["grid"]["optimizers"] == ["sgd", "adam"] and doc["grid"]["seeds"] == 2
+    rows = doc["summary"]["quadratic"]
+    assert {row["optimizer"] for row in rows} == {"sgd", "adam"}
+    assert all(row["seeds"] == 2 for row in rows)
+    assert (out / "runs.sqlite").is_file()
+
+    again = invoke("compare", *QUICK, "--out", str(out))
+    assert again.exit_code == 0, again.output
+    assert "8 runs: 0 run now, 8 from the store" in again.stdout
+    redo = json.loads((out / "results.json").read_text())
+    assert [r["loss"] for r in redo["runs"]] == [r["loss"] for r in doc["runs"]]
+
+
+def test_compare_store_option(tmp_path: Path) -> None:
+    store = tmp_path / "elsewhere" / "mine.sqlite"
+    result = invoke(
+        "compare", *QUICK, "--seeds", "1", "--out", str(tmp_path / "o"), "--store", str(store)
+    )
+    assert result.exit_code == 0, result.output
+    assert store.is_file() and not (tmp_path / "o" / "runs.sqlite").exists()
+    assert f"store: {store}" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--tasks", "mnist"], "--tasks: unknown task 'mnist'; known tasks: charlm, digits"),
+        (["--optimizers", "sgd,lion"], "--optimizers: unknown optimizer 'lion'"),
+        (["--lrs", "0.1,fast"], "--lrs: 'fast' is not a number"),
+        (["--lrs", "logspace(1,2)"], "--lrs: logspace takes 3 arguments"),
+        (["--schedules", "cosine(lr=)"], "--schedules 'cosine(lr=)': "),
+        (["--seeds", "0"], "--seeds must be an integer in [1, 1000], got 0"),
+        (["--budget", "-1"], "--budget must be a finite number > 0, got -1.0"),
+        (["--workers", "-2"], "--workers must be an integer >= 0, got -2"),
+    ],
+)
+def test_compare_bad_input_exits_2_with_one_line(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    result = invoke("compare", *args, "--out", str(tmp_path / "out"))
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"Error: {message}")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()  # nothing written before the grid is checked
+
+
+def test_compare_refuses_a_store_that_is_not_sqlite(tmp_path: Path) -> None:
+    bad = tmp_path / "runs.sqlite"
+    bad.write_text("not a database " * 200)
+    result = invoke("compare", *QUICK, "--store", str(bad), "--out", str(tmp_path / "o"))
+    assert result.exit_code == 2
+    assert (
+        result.stderr.startswith("Error: store ") and "is not an lrkit run store" in result.stderr
+    )
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -297,6 +297,285 @@ def schedule_cmd(
 # --------------------------------------------------------------------------
 
 
+# --------------------------------------------------------------------------
+# lrkit tasks
+# --------------------------------------------------------------------------
+
+
+@app.command("tasks")
+def tasks_cmd() -> None:
+    """List the built-in benchmark tasks: name, step budget, metric and target, what it is.
+
+    All of them are offline (nothing is downloaded); pick some with
+    [bold]lrkit compare --tasks NAME,NAME[/bold].
+    """
+    from lrkit.bench.tasks import TASKS
+
+    width = max(len(name) for name in TASKS)
+    for task in TASKS.values():
+        goal = f"{task.metric} {'>=' if task.mode == 'max' else '<='} {task.target:g}"
+        typer.echo(f"{task.name:<{width}}  {task.steps:>4} steps  {goal:<16}  {task.description}")
+
+
+# --------------------------------------------------------------------------
+# lrkit compare
+# --------------------------------------------------------------------------
+
+#: ``lrkit compare``'s default output folder.
+DEFAULT_OUT = Path("lrkit-report")
+
+#: The store's file name inside the output folder, unless --store says otherwise.
+STORE_NAME = "runs.sqlite"
+
+_COMPARE_EXAMPLES = """\
+[bold]Examples[/bold]
+
+  lrkit compare                                   the default grid (about 1-2 min)
+  lrkit compare --tasks signals --optimizers adam,adamw --seeds 3
+  lrkit compare --schedules "cosine()" --schedules "warmup(cosine(), steps=30)" \\
+      --lrs "logspace(1e-4,1,9)" --budget 0.5 --workers 2
+  lrkit compare --tasks quadratic,rosenbrock --optimizers prodigy --multipliers 0.5,1,2
+
+Schedules are lrkit specs that may leave out lr and steps ("cosine()"): each
+run fills them with its learning rate and the task's step budget. Run the
+same command again to resume an interrupted compare: finished runs are read
+from the store, never run twice."""
+
+
+def _grid_from_options(
+    tasks: list[str],
+    optimizers: list[str],
+    schedules: list[str],
+    lrs: list[str],
+    multipliers: list[str],
+    seeds: int,
+    budget: float,
+) -> object:
+    """The :class:`~lrkit.bench.grid.Grid` of compare's options; ``GridError`` if wrong."""
+    from lrkit.bench.grid import make_grid, parse_lrs, split_names
+
+    return make_grid(
+        tasks=split_names(tasks),
+        optimizers=split_names(optimizers),
+        schedules=schedules,
+        lrs=parse_lrs(lrs) if lrs else None,
+        multipliers=parse_lrs(multipliers, "--multipliers") if multipliers else None,
+        seeds=seeds,
+        budget=budget,
+    )
+
+
+def _print_summary(console: Console, summary: dict[str, list]) -> None:
+    """One table per task: each optimizer x schedule at its best lr, best first."""
+    from lrkit.bench.tasks import get_task
+
+    for name, rows in summary.items():
+        task = get_task(name)
+        goal = f"{task.metric} {'>=' if task.mode == 'max' else '<='} {task.target:g}"
+        table = Table(
+            title=f"{name}: final {task.metric}, {'higher' if task.mode == 'max' else 'lower'} "
+            f"is better (target {goal})",
+            title_justify="left",
+            box=box.SIMPLE_HEAD,
+        )
+        # Names and counts never wrap; the spec and the numbers may, in a narrow terminal.
+        for column, justify, no_wrap in (
+            ("#", "right", True),
+            ("optimizer", "left", True),
+            ("schedule", "left", False),
+            ("best lr", "right", True),
+            ("final mean ± std", "right", False),
+            ("ok", "right", True),
+            ("to target", "right", False),
+            ("diverged", "right", True),
+        ):
+            table.add_column(column, justify=justify, no_wrap=no_wrap)  # type: ignore[arg-type]
+        for rank, row in enumerate(rows, 1):
+            value = "—" if row.mean is None else f"{row.mean:.4g} ± {row.std:.2g}"
+            reach = "—" if row.steps_to_target is None else f"{row.steps_to_target:.0f}"
+            diverged = f"{row.diverged}/{row.runs}"
+            if row.errors:
+                diverged += f" ({row.errors} errors)"
+            table.add_row(
+                str(rank),
+                row.optimizer,
+                row.schedule,
+                f"{row.lr:g}",
+                value,
+                f"{row.finished}/{row.seeds}",
+                reach,
+                diverged,
+            )
+        console.print(table)
+
+
+def _write_json_atomic(path: Path, data: object) -> None:
+    """Write JSON to ``path`` through a temporary file, so it is never half-written."""
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+@app.command("compare", epilog=_COMPARE_EXAMPLES)
+def compare_cmd(
+    tasks: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tasks",
+            metavar="NAMES",
+            help="Tasks (repeat or comma-separate; see lrkit tasks). Default: digits,scales.",
+            show_default=False,
+        ),
+    ] = None,
+    optimizers: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--optimizers",
+            metavar="NAMES",
+            help="Optimizers: sgd, momentum, nesterov, adagrad, rmsprop, adam, adamw, amsgrad, "
+            "schedulefree, prodigy, dadapt. Default: sgd,momentum,adam,adamw.",
+            show_default=False,
+        ),
+    ] = None,
+    schedules: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--schedules",
+            metavar="SPEC",
+            help="Schedule specs, lr and steps may be left out (repeat the option). "
+            'Default: "constant()", "cosine()", "one_cycle()".',
+            show_default=False,
+        ),
+    ] = None,
+    lrs: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--lrs",
+            metavar="LRS",
+            help='Learning rates: "0.1,0.01" or "logspace(1e-4,1,7)" (repeatable). '
+            "Default: 1e-4,1e-3,1e-2,0.1,1.",
+            show_default=False,
+        ),
+    ] = None,
+    multipliers: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--multipliers",
+            metavar="XS",
+            help="For LR-free optimizers (schedulefree, prodigy, dadapt): multipliers of "
+            "their own lr, in place of --lrs. Default: 1.",
+            show_default=False,
+        ),
+    ] = None,
+    seeds: Annotated[int, typer.Option("--seeds", help="Run seeds 0..N-1.", metavar="N")] = 2,
+    budget: Annotated[
+        float,
+        typer.Option("--budget", help="Scale every task's step budget.", metavar="F"),
+    ] = 1.0,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            help="Worker processes. Default: the CPU count. 0: run in this process.",
+            metavar="N",
+            show_default=False,
+        ),
+    ] = None,
+    store: Annotated[
+        Path | None,
+        typer.Option(
+            "--store",
+            dir_okay=False,
+            help=f"The SQLite run store. Default: OUT/{STORE_NAME}, so the same command resumes.",
+            show_default=False,
+        ),
+    ] = None,
+    out: Annotated[
+        Path,
+        typer.Option("--out", help="Output folder (results.json, the store)."),
+    ] = DEFAULT_OUT,
+) -> None:
+    """Compare optimizers x schedules x learning rates x seeds on built-in tasks.
+
+    Runs every pending run of the grid in parallel worker processes, stores
+    each run as it finishes in a SQLite file (an interrupted compare resumes
+    where it stopped), writes [bold]OUT/results.json[/bold] (every run: config,
+    status, curves, final metrics) and prints, per task, each optimizer x
+    schedule at its best learning rate.
+    """
+    import datetime
+    import sys
+
+    from lrkit.bench.grid import GridError, expand_grid, summarize
+    from lrkit.bench.runner import make_progress, run_grid
+    from lrkit.bench.store import RunStore, StoreError
+
+    try:
+        grid = _grid_from_options(
+            tasks or [],
+            optimizers or [],
+            schedules or [],
+            lrs or [],
+            multipliers or [],
+            seeds,
+            budget,
+        )
+        configs = expand_grid(grid)  # type: ignore[arg-type]
+    except GridError as err:
+        raise _fail(str(err)) from None
+    if workers is not None and workers < 0:
+        raise _fail(f"--workers must be an integer >= 0, got {workers}")
+    if out.exists() and not out.is_dir():
+        raise _fail(f"--out {str(out)!r} exists and is not a folder")
+    store_path = store if store is not None else out / STORE_NAME
+    try:
+        run_store = RunStore(store_path)
+    except StoreError as err:
+        raise _fail(str(err)) from None
+    with run_store:
+        try:
+            report = run_grid(configs, run_store, workers=workers, progress=make_progress())
+        except KeyboardInterrupt:
+            typer.echo(
+                f"interrupted: finished runs are kept in {str(store_path)!r}; "
+                "run the same command again to resume",
+                err=True,
+            )
+            raise typer.Exit(130) from None
+        results = run_store.results(report.keys)
+    order = {key: i for i, key in enumerate(report.keys)}
+    results.sort(key=lambda r: order[r.key])
+    summary = summarize(results)
+    # Piped output is not cut at 80 columns: the tables stay one line a row.
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+    console.print()
+    _print_summary(console, summary)
+    results_path = out / "results.json"
+    doc = {
+        "lrkit_version": lrkit.__version__,
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "grid": grid.to_dict(),  # type: ignore[attr-defined]
+        "store": str(store_path),
+        "summary": {task: [row.to_dict() for row in rows] for task, rows in summary.items()},
+        "runs": [r.to_dict() for r in results],
+    }
+    try:
+        _write_json_atomic(results_path, doc)
+    except OSError as err:
+        raise _fail(f"cannot write {str(results_path)!r}: {err.strerror or err}", code=1) from None
+    lost = f", {len(report.lost)} lost to a dead worker (rerun to retry)" if report.lost else ""
+    typer.echo(
+        f"{report.total} runs: {report.ran} run now, {report.skipped} from the store{lost}; "
+        f"{report.wall_time:.1f}s on {report.workers} worker(s)"
+    )
+    typer.echo(f"wrote {results_path} (store: {store_path})")
+    if report.lost:
+        sys.exit(1)
+
+
 def main() -> None:
     """Entry point of the ``lrkit`` console script."""
     app()

@@ -1,0 +1,384 @@
+"""Grids of runs for ``lrkit compare``: parsing, expansion and a summary.
+
+A grid is tasks x optimizers x schedules x learning rates x seeds, all at
+one budget scale. :func:`expand_grid` turns it into a list of distinct
+:class:`~lrkit.bench.run.RunConfig` (two grid points that run the same thing,
+e.g. Schedule-Free under two schedules it ignores, become one run).
+Learning-rate-free optimizers do not take the grid's learning rates: they
+take ``multipliers`` of their own default lr (default ``[1.0]``).
+
+The default grid answers "which optimizer, schedule and learning rate?" on
+the two fastest real tasks within 3 minutes on 2 CPU cores: sgd, momentum,
+adam, adamw x constant, cosine, one-cycle x 5 learning rates one decade
+apart (1e-4 .. 1, wide enough that plain SGD and Adam both find their best
+and both diverge at the top) x 2 seeds on digits and scales: 240 runs of
+about 0.5 s each.
+
+:func:`summarize` ranks, per task, each optimizer x schedule at its best
+learning rate by the final metric's mean over seeds.
+
+Examples:
+    >>> parse_lrs(["logspace(1e-4, 1, 5)"])
+    [0.0001, 0.001, 0.01, 0.1, 1.0]
+    >>> parse_lrs(["0.1,0.03", "0.01"])
+    [0.1, 0.03, 0.01]
+    >>> split_names(["digits,scales", "quadratic"])
+    ['digits', 'scales', 'quadratic']
+    >>> len(expand_grid())
+    240
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from lrkit.bench.optimizers import get_optimizer
+from lrkit.bench.run import RunConfig, RunResult
+from lrkit.bench.tasks import get_task
+from lrkit.spec import parse
+
+__all__ = [
+    "DEFAULT_LRS",
+    "DEFAULT_MULTIPLIERS",
+    "DEFAULT_OPTIMIZERS",
+    "DEFAULT_SCHEDULES",
+    "DEFAULT_SEEDS",
+    "DEFAULT_TASKS",
+    "GridError",
+    "SettingSummary",
+    "expand_grid",
+    "parse_lrs",
+    "split_names",
+    "summarize",
+]
+
+DEFAULT_TASKS: tuple[str, ...] = ("digits", "scales")
+DEFAULT_OPTIMIZERS: tuple[str, ...] = ("sgd", "momentum", "adam", "adamw")
+DEFAULT_SCHEDULES: tuple[str, ...] = ("constant()", "cosine()", "one_cycle()")
+DEFAULT_LRS: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+DEFAULT_MULTIPLIERS: tuple[float, ...] = (1.0,)
+DEFAULT_SEEDS = 2
+
+#: The most learning rates one ``logspace(...)`` may produce.
+MAX_LOGSPACE = 1000
+
+_LOGSPACE = re.compile(r"^\s*logspace\s*\((?P<args>[^()]*)\)\s*$")
+
+
+class GridError(ValueError):
+    """A grid argument is wrong; the message names the value and what is allowed."""
+
+
+def split_names(values: Iterable[str]) -> list[str]:
+    """Split repeated, comma-separated names into one list (blanks dropped).
+
+    Examples:
+        >>> split_names(["sgd, adam", "adamw"])
+        ['sgd', 'adam', 'adamw']
+    """
+    names: list[str] = []
+    for value in values:
+        names.extend(part.strip() for part in value.split(",") if part.strip())
+    return names
+
+
+def _first_line(err: BaseException) -> str:
+    """The first line of an error's message (spec errors add a caret display)."""
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
+
+
+def _number(text: str, what: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise GridError(f"{what}: {text.strip()!r} is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise GridError(f"{what}: {text.strip()!r} must be a finite number > 0")
+    return value
+
+
+def _logspace(args: str, what: str) -> list[float]:
+    parts = [p.strip() for p in args.split(",")]
+    if len(parts) != 3:
+        raise GridError(
+            f"{what}: logspace takes 3 arguments (start, stop, count), got {len(parts)}: "
+            f"'logspace({args})'"
+        )
+    start, stop = _number(parts[0], what), _number(parts[1], what)
+    try:
+        count = int(parts[2])
+    except ValueError:
+        count = 0
+    if not 1 <= count <= MAX_LOGSPACE:
+        raise GridError(
+            f"{what}: logspace count must be an integer in [1, {MAX_LOGSPACE}], got {parts[2]!r}"
+        )
+    if count == 1:
+        return [start]
+    a, b = math.log10(start), math.log10(stop)
+    # Rounded to 12 significant digits so 1e-3 prints as 0.001, not 0.0010000000000000002.
+    return [float(f"{10 ** (a + (b - a) * i / (count - 1)):.12g}") for i in range(count)]
+
+
+def parse_lrs(values: Iterable[str], what: str = "--lrs") -> list[float]:
+    """Parse learning rates: comma lists and ``logspace(start, stop, count)``.
+
+    Repeated values are kept once, in first-seen order.
+
+    Args:
+        values: Option values, each ``"0.1,0.01"`` or ``"logspace(1e-4,1,7)"``.
+        what: The option's name, for error messages.
+
+    Raises:
+        GridError: If an item is not a finite number > 0 or a valid logspace.
+    """
+    lrs: list[float] = []
+    for value in values:
+        match = _LOGSPACE.match(value)
+        if match is not None:
+            items = _logspace(match.group("args"), what)
+        else:
+            texts = [t for t in value.split(",") if t.strip()]
+            if not texts:
+                raise GridError(f"{what}: empty value {value!r}; give e.g. 0.1,0.01")
+            items = [_number(t, what) for t in texts]
+        lrs.extend(x for x in items if x not in lrs)
+    return lrs
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The axes of a grid, as the user gave them (after defaults)."""
+
+    tasks: tuple[str, ...]
+    optimizers: tuple[str, ...]
+    schedules: tuple[str, ...]
+    lrs: tuple[float, ...]
+    multipliers: tuple[float, ...]
+    seeds: int
+    budget: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the axes as JSON-ready data."""
+        return {
+            "tasks": list(self.tasks),
+            "optimizers": list(self.optimizers),
+            "schedules": list(self.schedules),
+            "lrs": list(self.lrs),
+            "multipliers": list(self.multipliers),
+            "seeds": self.seeds,
+            "budget": self.budget,
+        }
+
+
+def make_grid(
+    tasks: Sequence[str] | None = None,
+    optimizers: Sequence[str] | None = None,
+    schedules: Sequence[str] | None = None,
+    lrs: Sequence[float] | None = None,
+    multipliers: Sequence[float] | None = None,
+    seeds: int = DEFAULT_SEEDS,
+    budget: float = 1.0,
+) -> Grid:
+    """Check the axes and fill the defaults (``None`` or empty -> default).
+
+    Raises:
+        GridError: If a name is unknown, a spec does not parse, a number is
+            out of range; the message names the value.
+    """
+    task_names = tuple(dict.fromkeys(tasks or DEFAULT_TASKS))
+    optimizer_names = tuple(dict.fromkeys(optimizers or DEFAULT_OPTIMIZERS))
+    specs = tuple(dict.fromkeys(s.strip() for s in (schedules or DEFAULT_SCHEDULES)))
+    for name in task_names:
+        try:
+            get_task(name)
+        except ValueError as err:
+            raise GridError(f"--tasks: {err}") from None
+    for name in optimizer_names:
+        try:
+            get_optimizer(name)
+        except ValueError as err:
+            raise GridError(f"--optimizers: {err}") from None
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= 1000:
+        raise GridError(f"--seeds must be an integer in [1, 1000], got {seeds!r}")
+    if isinstance(budget, bool) or not isinstance(budget, int | float):
+        raise GridError(f"--budget must be a finite number > 0, got {budget!r}")
+    if not (math.isfinite(budget) and budget > 0):
+        raise GridError(f"--budget must be a finite number > 0, got {budget!r}")
+    for spec in specs:
+        if not spec:
+            raise GridError("--schedules: empty spec; give e.g. 'cosine()'")
+        failures: dict[str, str] = {}
+        for name in task_names:  # each task's budget fills `steps`
+            steps = get_task(name).budget(budget)
+            try:
+                parse(spec, lr=0.1, steps=steps)
+            except (ValueError, TypeError) as err:
+                failures[f" on task {name!r} (steps={steps})"] = _first_line(err)
+        if failures:
+            where, message = next(iter(failures.items()))
+            if len(failures) == len(task_names) and len(set(failures.values())) == 1:
+                where = ""  # wrong whatever the task: a syntax error, an unknown name...
+            raise GridError(f"--schedules {spec!r}{where}: {message}")
+    for what, values in (("--lrs", lrs), ("--multipliers", multipliers)):
+        for value in values or ():
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise GridError(f"{what}: {value!r} must be a finite number > 0")
+    return Grid(
+        tasks=task_names,
+        optimizers=optimizer_names,
+        schedules=specs,
+        lrs=tuple(float(x) for x in (lrs or DEFAULT_LRS)),
+        multipliers=tuple(float(x) for x in (multipliers or DEFAULT_MULTIPLIERS)),
+        seeds=seeds,
+        budget=float(budget),
+    )
+
+
+def expand_grid(grid: Grid | None = None, **axes: Any) -> list[RunConfig]:
+    """Return the grid's distinct runs, task-major, seeds innermost.
+
+    Args:
+        grid: A :class:`Grid`; or give its axes as keywords (see
+            :func:`make_grid`), ``expand_grid()`` being the default grid.
+
+    Raises:
+        GridError: If an axis is wrong, or a schedule fails for a task
+            (e.g. a spec that cannot take the task's step budget).
+    """
+    if grid is None:
+        grid = make_grid(**axes)
+    elif axes:
+        raise TypeError("expand_grid: give a Grid or axes as keywords, not both")
+    configs: list[RunConfig] = []
+    seen: set[str] = set()
+    for task in grid.tasks:
+        for optimizer in grid.optimizers:
+            spec = get_optimizer(optimizer)
+            lrs = grid.multipliers if spec.lr_free else grid.lrs
+            for schedule in grid.schedules:
+                for lr in lrs:
+                    for seed in range(grid.seeds):
+                        config = RunConfig(task, optimizer, schedule, lr, seed, grid.budget)
+                        try:
+                            key = config.key()
+                        except ValueError as err:
+                            raise GridError(
+                                f"--schedules {schedule!r} on task {task!r} "
+                                f"(lr={lr:g}, steps={config.steps}): {_first_line(err)}"
+                            ) from None
+                        if key not in seen:
+                            seen.add(key)
+                            configs.append(config)
+    return configs
+
+
+@dataclass
+class SettingSummary:
+    """One optimizer x schedule on one task, at its best learning rate.
+
+    Attributes:
+        task, optimizer, schedule: The setting (``schedule`` is the one run).
+        lr: The best learning rate (multiplier for LR-free optimizers).
+        metric, mode: The task's metric and its direction.
+        mean, std: The final metric over the best lr's seeds (``None`` if
+            no seed finished); ``std`` is 0 for one seed.
+        finished: Seeds of the best lr that finished (status ok).
+        seeds: Seeds of the best lr.
+        steps_to_target: Mean steps to the task's target over the seeds
+            that reached it (``None`` if none did).
+        diverged: Runs of this setting that diverged, over all its lrs.
+        runs: Runs of this setting, over all its lrs.
+        errors: Runs of this setting that failed with an error.
+    """
+
+    task: str
+    optimizer: str
+    schedule: str
+    lr: float
+    metric: str
+    mode: str
+    mean: float | None
+    std: float | None
+    finished: int
+    seeds: int
+    steps_to_target: float | None
+    diverged: int
+    runs: int
+    errors: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the summary as JSON-ready data."""
+        return dict(self.__dict__)
+
+
+def _schedule_run(result: RunResult) -> str:
+    """The schedule a run followed, as the user wrote it (or the optimizer's own)."""
+    own = get_optimizer(result.config["optimizer"]).own_schedule
+    return own if own is not None else str(result.config["schedule"])
+
+
+def summarize(results: Iterable[RunResult]) -> dict[str, list[SettingSummary]]:
+    """Rank each task's optimizer x schedule settings at their best lr.
+
+    For each (task, optimizer, schedule) the lr whose seeds give the best
+    mean final metric is chosen, an lr where every seed finished being
+    preferred to one where some diverged. Settings are then sorted best
+    first, those with no finished run last.
+
+    Returns:
+        ``{task: [SettingSummary, ...]}`` in the order tasks first appear.
+    """
+    groups: dict[tuple[str, str, str], dict[float, list[RunResult]]] = {}
+    for result in results:
+        if not result.config:
+            continue
+        head = (result.config["task"], result.config["optimizer"], _schedule_run(result))
+        groups.setdefault(head, {}).setdefault(float(result.config["lr"]), []).append(result)
+    table: dict[str, list[SettingSummary]] = {}
+    for (task, optimizer, schedule), by_lr in groups.items():
+        mode = get_task(task).mode
+        sign = 1.0 if mode == "min" else -1.0
+        all_runs = [r for runs in by_lr.values() for r in runs]
+
+        def score(item: tuple[float, list[RunResult]], sign: float = sign) -> tuple[float, ...]:
+            finals = [r.final for r in item[1] if r.status == "ok" and r.final is not None]
+            if not finals:
+                return (2.0, math.inf)
+            return (float(len(finals) < len(item[1])), sign * statistics.fmean(finals))
+
+        lr, runs = min(by_lr.items(), key=score)
+        finals = [r.final for r in runs if r.status == "ok" and r.final is not None]
+        reached = [r.steps_to_target for r in runs if r.steps_to_target is not None]
+        table.setdefault(task, []).append(
+            SettingSummary(
+                task=task,
+                optimizer=optimizer,
+                schedule=schedule,
+                lr=lr,
+                metric=get_task(task).metric,
+                mode=mode,
+                mean=statistics.fmean(finals) if finals else None,
+                std=statistics.pstdev(finals) if finals else None,
+                finished=len(finals),
+                seeds=len(runs),
+                steps_to_target=statistics.fmean(reached) if reached else None,
+                diverged=sum(r.status == "diverged" for r in all_runs),
+                runs=len(all_runs),
+                errors=sum(r.status == "error" for r in all_runs),
+            )
+        )
+    for rows in table.values():
+        rows.sort(
+            key=lambda s: (
+                s.mean is None,
+                s.finished < s.seeds,
+                0.0 if s.mean is None else (s.mean if s.mode == "min" else -s.mean),
+            )
+        )
+    return table

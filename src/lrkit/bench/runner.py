@@ -1,0 +1,441 @@
+"""Run a grid's pending runs in persistent worker processes, storing each result.
+
+:func:`run_grid` takes run configs and a :class:`~lrkit.bench.store.RunStore`,
+skips the configs whose key the store already holds, and runs the rest:
+
+- in ``workers`` persistent processes (``multiprocessing``'s ``spawn``
+  context), each of which imports torch once, calls
+  :func:`~lrkit.bench.run.warm_up`, uses one torch thread, and then runs one
+  config after another as the main process hands them out;
+- with ``workers=0``, in this process, one after another (for debugging and
+  for measuring the runner's own overhead).
+
+Each result is sent back as soon as its run ends and written by the main
+process, the store's only writer, in one transaction. So a kill of the main
+process at any moment loses no finished run and leaves no partial row, and
+the next call runs only what is missing.
+
+Workers never outlive the main process: each blocks on its own pipe to the
+main process (which it alone shares with it, so the pipe reports
+end-of-file when the main process is gone), and a watchdog thread checks
+every 0.2 s that its parent is still the main process, so a worker busy in
+a run exits too. Ctrl-C stops the workers and keeps what was stored.
+
+The numbers of a run do not depend on which worker ran it, or on how many
+there were: :func:`~lrkit.bench.run.execute` seeds everything from the
+config.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from typing import Any, Protocol, TextIO
+
+from lrkit.bench.run import RunConfig, RunResult, execute, warm_up
+from lrkit.bench.store import RunStore
+from lrkit.bench.tasks import get_task
+
+__all__ = [
+    "PlainProgress",
+    "Progress",
+    "RichProgress",
+    "RunnerReport",
+    "make_progress",
+    "run_grid",
+]
+
+#: Seconds between a worker's checks that the main process is alive.
+WATCHDOG_PERIOD = 0.2
+
+#: Seconds a worker may take to exit after being asked, before it is killed.
+STOP_GRACE = 5.0
+
+
+# --------------------------------------------------------------------------
+# Progress
+# --------------------------------------------------------------------------
+
+
+class Progress(Protocol):
+    """What the runner tells about its progress."""
+
+    def start(self, total: int, done: int, workers: int) -> None:
+        """``total`` runs in the grid, ``done`` of them already stored."""
+
+    def update(self, result: RunResult) -> None:
+        """One run finished (and was stored)."""
+
+    def finish(self) -> None:
+        """The runner is done (also called after an interruption)."""
+
+
+def describe(config: dict[str, Any]) -> str:
+    """A short label of a run: ``digits adam cosine() lr=0.001 seed=0``."""
+    return (
+        f"{config['task']} {config['optimizer']} {config['schedule']} "
+        f"lr={config['lr']:g} seed={config['seed']}"
+    )
+
+
+class _Best:
+    """The best final metric so far, per task."""
+
+    def __init__(self) -> None:
+        self.best: dict[str, tuple[float, str]] = {}
+
+    def update(self, result: RunResult) -> str:
+        """Record ``result``; return ``"task: best metric=value (setting)"``."""
+        task = result.config.get("task", "")
+        final = result.final
+        if result.status == "ok" and final is not None:
+            current = self.best.get(task)
+            if current is None or get_task(task).better(final, current[0]):
+                setting = (
+                    f"{result.config['optimizer']} {result.config['schedule']} "
+                    f"lr={result.config['lr']:g}"
+                )
+                self.best[task] = (final, setting)
+        if task not in self.best:
+            return f"{task}: no finished run yet"
+        value, setting = self.best[task]
+        return f"{task}: best {result.metric}={value:.4g} ({setting})"
+
+
+class PlainProgress:
+    """One line per finished run, for logs and pipes.
+
+    Args:
+        stream: Where the lines go (default ``sys.stdout``).
+    """
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream if stream is not None else sys.stdout
+        self.total = 0
+        self.done = 0
+        self._best = _Best()
+
+    def start(self, total: int, done: int, workers: int) -> None:
+        self.total, self.done = total, done
+        todo = total - done
+        if todo == 0:
+            plan = "nothing to run"
+        elif workers == 0:
+            plan = f"{todo} to run in this process"
+        else:
+            plan = f"{todo} to run on {workers} worker(s)"
+        print(f"{total} runs, {done} already stored, {plan}", file=self.stream, flush=True)
+
+    def update(self, result: RunResult) -> None:
+        self.done += 1
+        best = self._best.update(result)
+        if result.status == "ok" and result.final is not None:
+            outcome = f"{result.metric}={result.final:.4g}"
+        elif result.status == "diverged":
+            outcome = f"diverged at step {result.diverged_at}"
+        else:
+            outcome = f"error: {result.reason}"
+        print(
+            f"[{self.done}/{self.total}] {describe(result.config)}: {outcome} "
+            f"({result.wall_time:.1f}s) | {best}",
+            file=self.stream,
+            flush=True,
+        )
+
+    def finish(self) -> None:
+        pass
+
+
+class RichProgress:
+    """A rich progress bar: runs done/total, elapsed, ETA, best so far."""
+
+    def __init__(self) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+        from rich.progress import Progress as Bar
+
+        self._bar = Bar(
+            TextColumn("[bold]runs"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[best]}"),
+        )
+        self._task: Any = None
+        self._best = _Best()
+
+    def start(self, total: int, done: int, workers: int) -> None:
+        self._bar.start()
+        self._task = self._bar.add_task("runs", total=total, completed=done, best="")
+
+    def update(self, result: RunResult) -> None:
+        self._bar.update(self._task, advance=1, best=self._best.update(result))
+
+    def finish(self) -> None:
+        self._bar.stop()
+
+
+def make_progress(stream: TextIO | None = None) -> Progress:
+    """A :class:`RichProgress` when ``stream`` (stdout) is a terminal, else plain lines."""
+    stream = stream if stream is not None else sys.stdout
+    if stream.isatty():
+        return RichProgress()
+    return PlainProgress(stream)
+
+
+class _Silent:
+    def start(self, total: int, done: int, workers: int) -> None:
+        pass
+
+    def update(self, result: RunResult) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
+# --------------------------------------------------------------------------
+# Workers
+# --------------------------------------------------------------------------
+
+
+def _watchdog(parent: int) -> None:
+    """Exit this process at once when ``parent`` is no longer its parent."""
+    while True:
+        if os.getppid() != parent:
+            os._exit(0)
+        time.sleep(WATCHDOG_PERIOD)
+
+
+def _worker_main(conn: Connection, parent: int) -> None:
+    """A worker: warm up, then run each config received until told to stop.
+
+    Receives config dicts, sends back ``(index, result dict)``; ``None``
+    stops it. End-of-file on the pipe or a changed parent ends it too.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    threading.Thread(target=_watchdog, args=(parent,), daemon=True).start()
+    warm_up()
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            os._exit(0)
+        if message is None:  # done: skip the interpreter's slow teardown of torch
+            conn.close()
+            os._exit(0)
+        index, data = message
+        result = execute(RunConfig.from_dict(data))
+        try:
+            conn.send((index, result.to_dict()))
+        except OSError:
+            os._exit(0)
+
+
+@dataclass
+class _Worker:
+    process: Any
+    conn: Connection
+    job: int | None = None
+
+
+def _start_worker(context: Any) -> _Worker:
+    parent_end, child_end = context.Pipe(duplex=True)
+    process = context.Process(
+        target=_worker_main, args=(child_end, os.getpid()), daemon=True, name="lrkit-worker"
+    )
+    process.start()
+    child_end.close()  # only the worker holds its end: its exit means EOF here
+    return _Worker(process=process, conn=parent_end)
+
+
+def _stop_workers(workers: Sequence[_Worker]) -> None:
+    for worker in workers:
+        with contextlib.suppress(OSError):
+            worker.conn.send(None)
+    deadline = time.monotonic() + STOP_GRACE
+    for worker in workers:
+        if worker.job is not None:  # busy: do not wait for its run to end
+            worker.process.terminate()
+        worker.process.join(max(0.0, deadline - time.monotonic()))
+        if worker.process.is_alive():
+            worker.process.kill()
+            worker.process.join()
+        worker.conn.close()
+
+
+# --------------------------------------------------------------------------
+# The runner
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class RunnerReport:
+    """What :func:`run_grid` did.
+
+    Attributes:
+        total: Distinct runs in the grid.
+        skipped: Runs already in the store, not run again.
+        ran: Runs executed and stored now.
+        lost: Runs whose worker died; not stored (the next call retries them).
+        workers: Worker processes used (0: in this process).
+        wall_time: Seconds for the whole call.
+        keys: The grid's keys, in grid order.
+        worker_pids: The worker processes' ids.
+    """
+
+    total: int
+    skipped: int
+    ran: int = 0
+    lost: list[str] = field(default_factory=list)
+    workers: int = 0
+    wall_time: float = 0.0
+    keys: list[str] = field(default_factory=list)
+    worker_pids: list[int] = field(default_factory=list)
+
+
+def default_workers() -> int:
+    """The default worker count: the number of CPU cores (at least 1)."""
+    return max(1, os.cpu_count() or 1)
+
+
+def run_grid(
+    configs: Sequence[RunConfig],
+    store: RunStore,
+    *,
+    workers: int | None = None,
+    progress: Progress | None = None,
+) -> RunnerReport:
+    """Run every config whose key is not yet in ``store``, storing each result.
+
+    Configs with equal keys run once. Results are written as they arrive, so
+    an interruption keeps every finished run.
+
+    Args:
+        configs: The runs (e.g. from :func:`lrkit.bench.grid.expand_grid`).
+        store: Where results go; its keys say what is finished.
+        workers: Worker processes (default: the CPU count; never more than
+            the pending runs); ``0`` runs everything in this process.
+        progress: Told about each finished run (default: silent).
+
+    Returns:
+        A :class:`RunnerReport`.
+
+    Raises:
+        ValueError: If ``workers`` is negative.
+    """
+    start = time.perf_counter()
+    if workers is None:
+        workers = default_workers()
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ValueError(f"workers must be an integer >= 0, got {workers!r}")
+    progress = progress if progress is not None else _Silent()
+    unique: dict[str, RunConfig] = {}
+    for config in configs:
+        unique.setdefault(config.key(), config)
+    done = store.done_keys()
+    pending = [(key, config) for key, config in unique.items() if key not in done]
+    report = RunnerReport(total=len(unique), skipped=len(unique) - len(pending), keys=list(unique))
+    report.workers = min(workers, len(pending))
+    progress.start(report.total, report.skipped, report.workers)
+    try:
+        if report.workers == 0:
+            for _key, config in pending:
+                result = execute(config)
+                store.put(result, pid=os.getpid())
+                report.ran += 1
+                progress.update(result)
+        else:
+            _run_in_workers(pending, store, report, progress)
+    finally:
+        progress.finish()
+        report.wall_time = time.perf_counter() - start
+    return report
+
+
+def _run_in_workers(
+    pending: list[tuple[str, RunConfig]],
+    store: RunStore,
+    report: RunnerReport,
+    progress: Progress,
+) -> None:
+    context = multiprocessing.get_context("spawn")
+    queue = deque(range(len(pending)))
+    pool = [_start_worker(context) for _ in range(report.workers)]
+    report.worker_pids = [w.process.pid for w in pool]
+
+    def dispatch(worker: _Worker) -> None:
+        if queue:
+            index = queue.popleft()
+            worker.job = index
+            # A worker that died already shows as EOF in wait(), and is replaced there.
+            with contextlib.suppress(OSError):
+                worker.conn.send((index, pending[index][1].to_dict()))
+        else:
+            worker.job = None
+
+    try:
+        for worker in pool:
+            dispatch(worker)
+        while any(w.job is not None for w in pool):
+            busy = {w.conn: w for w in pool if w.job is not None}
+            for conn in wait(list(busy)):
+                worker = busy[conn]  # type: ignore[index]
+                try:
+                    _index, data = worker.conn.recv()
+                except (EOFError, OSError):
+                    _replace_dead(worker, pool, pending, report, context, dispatch, bool(queue))
+                    continue
+                dispatch(worker)  # the worker starts its next run before we write
+                result = RunResult.from_dict(data)
+                store.put(result, pid=worker.process.pid)
+                report.ran += 1
+                progress.update(result)
+    finally:
+        _stop_workers(pool)
+
+
+def _replace_dead(
+    worker: _Worker,
+    pool: list[_Worker],
+    pending: list[tuple[str, RunConfig]],
+    report: RunnerReport,
+    context: Any,
+    dispatch: Any,
+    more: bool,
+) -> None:
+    """A worker died mid-run: give up its run (not stored); replace it if ``more`` runs wait."""
+    assert worker.job is not None
+    report.lost.append(pending[worker.job][0])
+    worker.process.join(1.0)
+    code = worker.process.exitcode
+    print(
+        f"warning: worker {worker.process.pid} died (exit code {code}) while running "
+        f"{describe(pending[worker.job][1].to_dict())}; that run is not stored",
+        file=sys.stderr,
+        flush=True,
+    )
+    worker.conn.close()
+    worker.job = None
+    if not more:
+        return
+    replacement = _start_worker(context)
+    pool[pool.index(worker)] = replacement
+    report.worker_pids.append(replacement.process.pid)
+    dispatch(replacement)

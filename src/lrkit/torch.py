@@ -47,6 +47,7 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau as _TorchReduceLROnPlatea
 
 from lrkit import schedules as _core
 from lrkit.controllers import PlateauDetector
+from lrkit.torch_finder import FinderResult, find_lr
 
 __all__ = [
     "ChainedScheduler",
@@ -55,6 +56,7 @@ __all__ = [
     "CosineAnnealingWarmRestarts",
     "CyclicLR",
     "ExponentialLR",
+    "FinderResult",
     "LambdaLR",
     "LinearLR",
     "MultiStepLR",
@@ -65,6 +67,7 @@ __all__ = [
     "Scheduler",
     "SequentialLR",
     "StepLR",
+    "find_lr",
 ]
 
 # ---------------------------------------------------------------------------

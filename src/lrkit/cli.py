@@ -419,6 +419,36 @@ def _write_json_atomic(path: Path, data: object) -> None:
     os.replace(tmp, path)
 
 
+def _write_results(
+    out: Path, grid: dict, store_path: Path, results: list, summary: dict[str, list]
+) -> Path:
+    """Write ``OUT/results.json`` then the HTML report and PNGs; exit 1 if it cannot."""
+    import datetime
+
+    from lrkit.bench.report import write_report
+
+    results_path = out / "results.json"
+    doc = {
+        "lrkit_version": lrkit.__version__,
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "grid": grid,
+        "store": str(store_path),
+        "summary": {task: [row.to_dict() for row in rows] for task, rows in summary.items()},
+        "runs": [r.to_dict() for r in results],
+    }
+    try:
+        _write_json_atomic(results_path, doc)
+    except OSError as err:
+        raise _fail(f"cannot write {str(results_path)!r}: {err.strerror or err}", code=1) from None
+    try:
+        write_report(results, out)
+    except OSError as err:
+        raise _fail(
+            f"cannot write the report in {str(out)!r}: {err.strerror or err}", code=1
+        ) from None
+    return results_path
+
+
 @app.command("compare", epilog=_COMPARE_EXAMPLES)
 def compare_cmd(
     tasks: Annotated[
@@ -495,7 +525,9 @@ def compare_cmd(
     ] = None,
     out: Annotated[
         Path,
-        typer.Option("--out", help="Output folder (results.json, the store)."),
+        typer.Option(
+            "--out", help="Output folder (results.json, report.html, PNG plots, the store)."
+        ),
     ] = DEFAULT_OUT,
 ) -> None:
     """Compare optimizers x schedules x learning rates x seeds on built-in tasks.
@@ -506,7 +538,6 @@ def compare_cmd(
     status, curves, final metrics) and prints, per task, each optimizer x
     schedule at its best learning rate.
     """
-    import datetime
     import sys
 
     from lrkit.bench.grid import GridError, expand_grid, summarize
@@ -553,27 +584,74 @@ def compare_cmd(
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
     console.print()
     _print_summary(console, summary)
-    results_path = out / "results.json"
-    doc = {
-        "lrkit_version": lrkit.__version__,
-        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "grid": grid.to_dict(),  # type: ignore[attr-defined]
-        "store": str(store_path),
-        "summary": {task: [row.to_dict() for row in rows] for task, rows in summary.items()},
-        "runs": [r.to_dict() for r in results],
-    }
-    try:
-        _write_json_atomic(results_path, doc)
-    except OSError as err:
-        raise _fail(f"cannot write {str(results_path)!r}: {err.strerror or err}", code=1) from None
+    results_path = _write_results(out, grid.to_dict(), store_path, results, summary)  # type: ignore[attr-defined]
     lost = f", {len(report.lost)} lost to a dead worker (rerun to retry)" if report.lost else ""
     typer.echo(
         f"{report.total} runs: {report.ran} run now, {report.skipped} from the store{lost}; "
         f"{report.wall_time:.1f}s on {report.workers} worker(s)"
     )
-    typer.echo(f"wrote {results_path} (store: {store_path})")
+    typer.echo(f"wrote {results_path} and {out / 'report.html'} (store: {store_path})")
     if report.lost:
         sys.exit(1)
+
+
+# --------------------------------------------------------------------------
+# lrkit report
+# --------------------------------------------------------------------------
+
+
+def _grid_of(results: list) -> dict:
+    """The grid's axes as far as the stored runs tell them."""
+    configs = [r.config for r in results if r.config]
+    return {
+        "tasks": list(dict.fromkeys(c["task"] for c in configs)),
+        "optimizers": list(dict.fromkeys(c["optimizer"] for c in configs)),
+        "schedules": list(dict.fromkeys(c["schedule"] for c in configs)),
+        "lrs": sorted({float(c["lr"]) for c in configs}),
+        "seeds": len({c["seed"] for c in configs}),
+        "budget": sorted({c["budget"] for c in configs}),
+    }
+
+
+@app.command("report")
+def report_cmd(
+    store: Annotated[
+        Path,
+        typer.Argument(
+            metavar="STORE", help="A run store written by lrkit compare.", show_default=False
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option("--out", help="Output folder (results.json, report.html, PNG plots)."),
+    ] = DEFAULT_OUT,
+) -> None:
+    """Re-render results.json, report.html and the PNG plots from a run store.
+
+    Every run in STORE is read (nothing is run); the per-task summary is
+    printed as by [bold]lrkit compare[/bold].
+    """
+    import sys
+
+    from lrkit.bench.grid import summarize
+    from lrkit.bench.store import RunStore, StoreError
+
+    if not store.is_file():
+        raise _fail(f"store {str(store)!r} does not exist or is not a file")
+    if out.exists() and not out.is_dir():
+        raise _fail(f"--out {str(out)!r} exists and is not a folder")
+    try:
+        with RunStore(store) as run_store:
+            results = run_store.results()
+    except StoreError as err:
+        raise _fail(str(err)) from None
+    if not results:
+        raise _fail(f"store {str(store)!r} holds no runs")
+    summary = summarize(results)
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+    _print_summary(console, summary)
+    results_path = _write_results(out, _grid_of(results), store, results, summary)
+    typer.echo(f"{len(results)} runs; wrote {results_path} and {out / 'report.html'}")
 
 
 def main() -> None:

@@ -1,0 +1,600 @@
+"""The HTML report and PNG plots of a compare: :func:`write_report`.
+
+:func:`write_report` takes the runs of a grid and writes, into one folder,
+``report.html`` (self-contained: inline CSS, PNGs embedded as base64 data
+URIs, no script and no external link, so it opens offline) and, per task,
+three PNGs that are also embedded in the page:
+
+- ``sensitivity_<task>.png``: final metric against learning rate (log x),
+  one line per optimizer x schedule, mean over seeds, diverged points
+  marked with a red cross;
+- ``curves_<task>.png``: the validation metric against step for each
+  optimizer x schedule at its best learning rate (mean over seeds);
+- ``schedules_<task>.png``: the learning rate each of those best settings
+  actually used, step by step.
+
+Diagnosis (:func:`diagnose_lrs`, pure): for one optimizer x schedule, each
+learning rate gets one verdict, relative to the best lr chosen as in
+:func:`~lrkit.bench.grid.summarize`:
+
+- ``"best"``: the best lr.
+- ``"too high"``: above the best lr and either some seed diverged, or its
+  mean final metric is *far* from the best while the training loss
+  *oscillated*.
+- ``"too low"``: below the best lr, *far* from the best, and either still
+  *improving* at the end or never reaching the task's target.
+- ``"worse"``: far from the best for none of those reasons (e.g. a network
+  that stopped learning without the loss blowing up).
+- ``"ok"``: anything else (close to the best).
+
+*Far* means worse than the best by more than :data:`FAR` of the best's
+magnitude (``|m - best| > FAR * max(|best|, 1e-12)``, in the worse
+direction). The loss *oscillated* when, over the last quarter of training,
+its range is more than :data:`OSCILLATION` times its median. The metric is
+still *improving* when the last evaluation is better than the one at 3/4 of
+training by more than :data:`IMPROVING` of its magnitude.
+
+matplotlib is imported inside the plotting helpers only, with the Agg
+backend; every figure is closed after saving.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import re
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lrkit.bench.grid import SettingSummary, _schedule_run, summarize
+from lrkit.bench.run import RunResult
+
+__all__ = [
+    "FAR",
+    "IMPROVING",
+    "OSCILLATION",
+    "Diagnosis",
+    "diagnose",
+    "diagnose_lrs",
+    "write_report",
+]
+
+#: A final metric this much (relative) worse than the best is "far" from it.
+FAR = 0.1
+#: Loss range / median over the last quarter above this: the loss oscillated.
+OSCILLATION = 0.5
+#: Relative improvement over the last quarter above this: still improving.
+IMPROVING = 0.01
+
+
+# --------------------------------------------------------------------------
+# Diagnosis
+# --------------------------------------------------------------------------
+
+
+def _finals(runs: Sequence[RunResult]) -> list[float]:
+    return [r.final for r in runs if r.status == "ok" and r.final is not None]
+
+
+def _worse_by(value: float, best: float, mode: str) -> float:
+    """How much ``value`` is worse than ``best``, relative to ``|best|`` (>= 0)."""
+    gap = (value - best) if mode == "min" else (best - value)
+    return max(gap, 0.0) / max(abs(best), 1e-12)
+
+
+def _oscillated(run: RunResult) -> bool:
+    tail = [x for x in run.loss[len(run.loss) * 3 // 4 :] if math.isfinite(x)]
+    if len(tail) < 2:
+        return False
+    median = statistics.median(tail)
+    return (max(tail) - min(tail)) > OSCILLATION * max(abs(median), 1e-12)
+
+
+def _improving(run: RunResult) -> bool:
+    values = [v for v in run.evals.get(run.metric, []) if math.isfinite(v)]
+    if len(values) < 2:
+        return False
+    last, before = values[-1], values[(len(values) - 1) * 3 // 4]
+    if last == before and len(values) > 2:
+        before = values[len(values) // 2]
+    gain = (before - last) if run.mode == "min" else (last - before)
+    return gain > IMPROVING * max(abs(last), 1e-12)
+
+
+def diagnose_lrs(by_lr: Mapping[float, Sequence[RunResult]]) -> dict[float, str]:
+    """Give each learning rate of one optimizer x schedule a verdict.
+
+    Pure: reads only the results given. The rule is in the module docstring.
+
+    Args:
+        by_lr: The runs (all seeds) of one task, optimizer and schedule,
+            keyed by learning rate.
+
+    Returns:
+        ``{lr: "best" | "too high" | "too low" | "worse" | "ok"}``, ascending lr.
+        Empty when no run finished.
+    """
+    scored = {lr: _finals(runs) for lr, runs in by_lr.items() if runs}
+    if not any(scored.values()):
+        return (
+            {
+                lr: ("too high" if any(r.status == "diverged" for r in by_lr[lr]) else "ok")
+                for lr in sorted(by_lr)
+            }
+            if by_lr
+            else {}
+        )
+    mode = next(r.mode for runs in by_lr.values() for r in runs)
+    sign = 1.0 if mode == "min" else -1.0
+
+    def rank(lr: float) -> tuple[float, float]:
+        finals = scored.get(lr) or []
+        if not finals:
+            return (2.0, math.inf)
+        return (float(len(finals) < len(by_lr[lr])), sign * statistics.fmean(finals))
+
+    best_lr = min(scored, key=rank)
+    best = statistics.fmean(scored[best_lr])
+    verdicts: dict[float, str] = {}
+    for lr in sorted(by_lr):
+        runs = by_lr[lr]
+        finals = scored.get(lr) or []
+        far = not finals or _worse_by(statistics.fmean(finals), best, mode) > FAR
+        if lr == best_lr:
+            verdict = "best"
+        elif lr > best_lr and (
+            any(r.status == "diverged" for r in runs) or (far and any(_oscillated(r) for r in runs))
+        ):
+            verdict = "too high"
+        elif (
+            lr < best_lr
+            and far
+            and any(_improving(r) or r.steps_to_target is None for r in runs if r.status == "ok")
+        ):
+            verdict = "too low"
+        elif far:
+            verdict = "worse"
+        else:
+            verdict = "ok"
+        verdicts[lr] = verdict
+    return verdicts
+
+
+@dataclass
+class Diagnosis:
+    """The verdicts for one task x optimizer x schedule.
+
+    Attributes:
+        task, optimizer, schedule: The setting.
+        verdicts: ``{lr: verdict}``, see :func:`diagnose_lrs`.
+    """
+
+    task: str
+    optimizer: str
+    schedule: str
+    verdicts: dict[float, str]
+
+    def lrs(self, verdict: str) -> list[float]:
+        """The learning rates with this verdict, ascending."""
+        return [lr for lr, v in self.verdicts.items() if v == verdict]
+
+
+def _group(
+    results: Iterable[RunResult],
+) -> dict[tuple[str, str, str], dict[float, list[RunResult]]]:
+    groups: dict[tuple[str, str, str], dict[float, list[RunResult]]] = {}
+    for r in results:
+        if not r.config:
+            continue
+        head = (r.config["task"], r.config["optimizer"], _schedule_run(r))
+        groups.setdefault(head, {}).setdefault(float(r.config["lr"]), []).append(r)
+    return groups
+
+
+def diagnose(results: Iterable[RunResult]) -> list[Diagnosis]:
+    """Apply :func:`diagnose_lrs` to every task x optimizer x schedule of ``results``."""
+    return [
+        Diagnosis(task, optimizer, schedule, diagnose_lrs(by_lr))
+        for (task, optimizer, schedule), by_lr in _group(results).items()
+    ]
+
+
+# --------------------------------------------------------------------------
+# Plots
+# --------------------------------------------------------------------------
+
+
+def _figure(width: float = 8.0, height: float = 4.8) -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=100, layout="constrained")
+
+
+def _styles(settings: Sequence[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """A colour per optimizer and a line style per schedule."""
+    colors = [
+        "tab:blue",
+        "tab:orange",
+        "tab:green",
+        "tab:red",
+        "tab:purple",
+        "tab:brown",
+        "tab:pink",
+        "tab:gray",
+        "tab:olive",
+        "tab:cyan",
+    ]
+    dashes = ["-", "--", ":", "-."]
+    opts = list(dict.fromkeys(o for o, _ in settings))
+    scheds = list(dict.fromkeys(s for _, s in settings))
+    return {
+        (o, s): {
+            "color": colors[opts.index(o) % len(colors)],
+            "linestyle": dashes[scheds.index(s) % len(dashes)],
+        }
+        for o, s in settings
+    }
+
+
+def _legend(ax: Any) -> None:
+    handles, _ = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+
+
+def _save(fig: Any, path: Path) -> None:
+    fig.savefig(path, format="png")
+    fig.clf()
+
+
+def _plot_sensitivity(
+    task: str,
+    groups: Mapping[tuple[str, str], Mapping[float, Sequence[RunResult]]],
+    metric: str,
+    mode: str,
+    path: Path,
+) -> None:
+    from matplotlib.transforms import blended_transform_factory
+
+    fig = _figure()
+    ax = fig.add_subplot()
+    styles = _styles(list(groups))
+    edge = blended_transform_factory(ax.transData, ax.transAxes)
+    edge_y = 0.02 if mode == "max" else 0.98
+    means: list[float] = []
+    for (opt, sched), by_lr in groups.items():
+        lrs = sorted(by_lr)
+        xs, ys = [], []
+        for lr in lrs:
+            finals = _finals(by_lr[lr])
+            if finals:
+                xs.append(lr)
+                ys.append(statistics.fmean(finals))
+        style = styles[(opt, sched)]
+        ax.plot(xs, ys, marker="o", markersize=4, label=f"{opt} · {sched}", **style)
+        means.extend(ys)
+        for lr in lrs:
+            if any(r.status == "diverged" for r in by_lr[lr]):
+                finals = _finals(by_lr[lr])
+                if finals:
+                    ax.plot([lr], [statistics.fmean(finals)], "x", color="red", markersize=9)
+                else:
+                    ax.plot(
+                        [lr],
+                        [edge_y],
+                        "x",
+                        color="red",
+                        markersize=9,
+                        transform=edge,
+                        clip_on=False,
+                    )
+    ax.plot([], [], "x", color="red", label="diverged: some seeds (on a point), all (at the edge)")
+    ax.set_xscale("log")
+    positive = [m for m in means if m > 0]
+    if mode == "min" and positive and max(positive) / min(positive) > 100:
+        ax.set_yscale("log")
+    ax.set_xlabel("learning rate (multiplier for LR-free optimizers)")
+    ax.set_ylabel(f"final {metric} ({'higher' if mode == 'max' else 'lower'} is better)")
+    ax.set_title(f"{task}: final {metric} vs learning rate (mean over seeds)")
+    ax.grid(True, which="major", alpha=0.3)
+    _legend(ax)
+    _save(fig, path)
+
+
+def _best_runs(
+    row: SettingSummary, groups: Mapping[tuple[str, str], Mapping[float, Sequence[RunResult]]]
+) -> list[RunResult]:
+    return [r for r in groups[(row.optimizer, row.schedule)].get(row.lr, []) if r.status == "ok"]
+
+
+def _mean_curve(runs: Sequence[RunResult], metric: str) -> tuple[list[int], list[float]]:
+    first = runs[0]
+    same = [r for r in runs if r.eval_steps == first.eval_steps and metric in r.evals]
+    if not same:
+        return [], []
+    ys = [statistics.fmean(vs) for vs in zip(*(r.evals[metric] for r in same), strict=True)]
+    return list(first.eval_steps), ys
+
+
+def _plot_curves(
+    task: str,
+    rows: Sequence[SettingSummary],
+    groups: Mapping[tuple[str, str], Mapping[float, Sequence[RunResult]]],
+    metric: str,
+    mode: str,
+    path: Path,
+) -> None:
+    fig = _figure()
+    ax = fig.add_subplot()
+    styles = _styles(list(groups))
+    ys_all: list[float] = []
+    for row in rows:
+        runs = _best_runs(row, groups)
+        if not runs:
+            continue
+        xs, ys = _mean_curve(runs, metric)
+        ax.plot(
+            xs,
+            ys,
+            label=f"{row.optimizer} · {row.schedule} · lr {row.lr:g}",
+            **styles[(row.optimizer, row.schedule)],
+        )
+        ys_all.extend(y for y in ys if math.isfinite(y))
+    positive = [y for y in ys_all if y > 0]
+    all_positive = bool(positive) and len(positive) == len(ys_all)
+    if mode == "min" and all_positive and max(positive) / min(positive) > 100:
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel(f"validation {metric}")
+    ax.set_title(f"{task}: learning curves at each setting's best lr (mean over seeds)")
+    ax.grid(True, alpha=0.3)
+    _legend(ax)
+    _save(fig, path)
+
+
+def _plot_schedules(
+    task: str,
+    rows: Sequence[SettingSummary],
+    groups: Mapping[tuple[str, str], Mapping[float, Sequence[RunResult]]],
+    path: Path,
+) -> None:
+    """One panel per schedule spec; in it, the lr each optimizer used at its best lr."""
+    by_schedule: dict[str, list[tuple[SettingSummary, list[float]]]] = {}
+    for row in rows:
+        runs = _best_runs(row, groups) or list(groups[(row.optimizer, row.schedule)][row.lr])
+        if runs and runs[0].lr:
+            by_schedule.setdefault(row.schedule, []).append((row, list(runs[0].lr)))
+    panels = max(len(by_schedule), 1)
+    fig = _figure(min(4.0 * panels, 14.0), 3.8)
+    axes = fig.subplots(1, panels, squeeze=False)[0]
+    styles = _styles(list(groups))
+    for ax, (schedule, items) in zip(axes, by_schedule.items(), strict=False):
+        peak = 0.0
+        for i, (row, lrs) in enumerate(items):
+            finite = [x for x in lrs if math.isfinite(x) and x > 0]
+            peak = max([peak, *finite])
+            style = dict(styles[(row.optimizer, row.schedule)], linestyle="-")
+            # Later lines thinner, so equal schedules drawn on top of each other stay visible.
+            width = max(3.6 - 0.8 * i, 1.0)
+            ax.plot(
+                range(len(lrs)),
+                lrs,
+                label=f"{row.optimizer} (lr {row.lr:g})",
+                linewidth=width,
+                **style,
+            )
+        ax.set_yscale("log")
+        if peak > 0:
+            ax.set_ylim(peak * 1e-4, peak * 3)
+        ax.set_title(schedule, fontsize=10)
+        ax.set_xlabel("step")
+        ax.grid(True, which="major", alpha=0.3)
+        ax.legend(fontsize=7, loc="lower left")
+    axes[0].set_ylabel("learning rate used (log)")
+    fig.suptitle(f"{task}: the lr schedule of each optimizer at its best lr")
+    _save(fig, path)
+
+
+# --------------------------------------------------------------------------
+# HTML
+# --------------------------------------------------------------------------
+
+_CSS = """
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em auto;max-width:70em;
+color:#222;padding:0 1em}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;margin:.8em 0;font-size:.92em}
+th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right}
+th{background:#f2f2f2}td.l,th.l{text-align:left}
+tr.top td{background:#eef8ee;font-weight:600}
+.high{color:#b00020}.low{color:#1f4e9c}.note{color:#555;font-size:.9em}
+img{max-width:100%;height:auto;display:block;margin:.6em 0;border:1px solid #eee}
+code{background:#f4f4f4;padding:0 .2em}
+"""
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or "task"
+
+
+def _img(png: bytes, alt: str) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _fmt_lrs(lrs: Sequence[float]) -> str:
+    return ", ".join(f"{lr:g}" for lr in lrs) if lrs else "none"
+
+
+def _best_table(rows: Sequence[SettingSummary]) -> str:
+    e = html.escape
+    head = (
+        "#",
+        "optimizer",
+        "schedule",
+        "best lr",
+        "final mean ± std",
+        "seeds ok",
+        "steps to target",
+        "diverged (all lrs)",
+    )
+    out = [
+        "<table>",
+        "<tr>"
+        + "".join(
+            f'<th class="l">{h}</th>' if h in ("optimizer", "schedule") else f"<th>{e(h)}</th>"
+            for h in head
+        )
+        + "</tr>",
+    ]
+    for rank, row in enumerate(rows, 1):
+        value = "—" if row.mean is None else f"{row.mean:.4g} ± {(row.std or 0.0):.2g}"
+        reach = "never" if row.steps_to_target is None else f"{row.steps_to_target:.0f}"
+        rate = row.diverged / row.runs if row.runs else 0.0
+        div = f"{row.diverged}/{row.runs} ({rate:.0%})"
+        if row.errors:
+            div += f", {row.errors} errors"
+        cls = ' class="top"' if rank == 1 and row.mean is not None else ""
+        out.append(
+            f'<tr{cls}><td>{rank}</td><td class="l">{e(row.optimizer)}</td>'
+            f'<td class="l"><code>{e(row.schedule)}</code></td><td>{row.lr:g}</td>'
+            f"<td>{value}</td><td>{row.finished}/{row.seeds}</td><td>{reach}</td>"
+            f"<td>{div}</td></tr>"
+        )
+    out.append("</table>")
+    return "\n".join(out)
+
+
+def _verdict_text(d: Diagnosis) -> str:
+    """One sentence on where the best lr sits among those tried."""
+    best, high, low = d.lrs("best"), d.lrs("too high"), d.lrs("too low")
+    if not best:
+        return "no finished run"
+    if len(d.verdicts) == 1:
+        return "one lr only"
+    if best[0] == max(d.verdicts):
+        return "the best lr is the highest tried: try higher ones"
+    if best[0] == min(d.verdicts):
+        return "the best lr is the lowest tried: try lower ones"
+    if high and low:
+        return "the best lr is bracketed: higher diverges or oscillates, lower is sluggish"
+    if high:
+        return "higher lrs diverge or oscillate"
+    if low:
+        return "lower lrs are sluggish"
+    if d.lrs("worse"):
+        return "some lrs are far worse, with no sign of divergence or sluggishness"
+    return "insensitive over this range"
+
+
+def _diagnosis_table(diagnoses: Sequence[Diagnosis]) -> str:
+    e = html.escape
+    out = [
+        "<table>",
+        '<tr><th class="l">optimizer</th><th class="l">schedule</th><th>best lr</th>'
+        "<th>too high</th><th>too low</th><th>far worse, other</th>"
+        '<th class="l">verdict</th></tr>',
+    ]
+    for d in diagnoses:
+        out.append(
+            f'<tr><td class="l">{e(d.optimizer)}</td><td class="l"><code>{e(d.schedule)}'
+            f"</code></td><td>{_fmt_lrs(d.lrs('best'))}</td>"
+            f'<td class="high">{_fmt_lrs(d.lrs("too high"))}</td>'
+            f'<td class="low">{_fmt_lrs(d.lrs("too low"))}</td>'
+            f"<td>{_fmt_lrs(d.lrs('worse'))}</td>"
+            f'<td class="l">{e(_verdict_text(d))}</td></tr>'
+        )
+    out.append("</table>")
+    return "\n".join(out)
+
+
+def _as_results(results: Iterable[RunResult | Mapping[str, Any]]) -> list[RunResult]:
+    return [r if isinstance(r, RunResult) else RunResult.from_dict(dict(r)) for r in results]
+
+
+def write_report(
+    results: Iterable[RunResult | Mapping[str, Any]],
+    out_dir: str | Path,
+    *,
+    title: str = "lrkit compare report",
+) -> Path:
+    """Write ``report.html`` and the per-task PNGs into ``out_dir``.
+
+    Args:
+        results: Every run of the grid, as :class:`RunResult` or its
+            ``to_dict()`` form (e.g. ``results.json``'s ``"runs"``).
+        out_dir: The folder (created if missing).
+        title: The page's title.
+
+    Returns:
+        The path of ``report.html``.
+
+    Raises:
+        OSError: If the folder or a file cannot be written.
+    """
+    runs = _as_results(results)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = summarize(runs)
+    groups = _group(runs)
+    diagnoses = diagnose(runs)
+    e = html.escape
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{e(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{e(title)}</h1>",
+        f'<p class="note">{len(runs)} runs, {len(summary)} task(s). Settings are ranked by '
+        "the final metric's mean over seeds at their best learning rate; an lr where every "
+        "seed finished beats one where some diverged.</p>",
+    ]
+    used: set[str] = set()
+    for task, rows in summary.items():
+        slug = _slug(task)
+        while slug in used:
+            slug += "_"
+        used.add(slug)
+        metric, mode = rows[0].metric, rows[0].mode
+        target = next((r.target for r in runs if r.config.get("task") == task), None)
+        task_groups = {(o, s): by_lr for (t, o, s), by_lr in groups.items() if t == task}
+        goal = (
+            ""
+            if target is None
+            else f" (target {metric} {'≥' if mode == 'max' else '≤'} {target:g})"
+        )
+        parts.append(f"<h2>{e(task)}</h2>")
+        parts.append(
+            f"<p>Final {e(metric)}, {'higher' if mode == 'max' else 'lower'} is better"
+            f"{e(goal)}.</p>"
+        )
+        parts.append(_best_table(rows))
+        parts.append("<h3>Which learning rates were too high or too low</h3>")
+        parts.append(
+            '<p class="note">Too high: diverged, or far (&gt;'
+            f"{FAR:.0%}) worse than the best while the loss oscillated. Too low: far worse "
+            "than the best and still improving at the end, or never reaching the target. "
+            "Far worse, other: neither (e.g. training stalled without blowing up).</p>"
+        )
+        parts.append(_diagnosis_table([d for d in diagnoses if d.task == task]))
+        _plot_sensitivity(task, task_groups, metric, mode, out / f"sensitivity_{slug}.png")
+        _plot_curves(task, rows, task_groups, metric, mode, out / f"curves_{slug}.png")
+        _plot_schedules(task, rows, task_groups, out / f"schedules_{slug}.png")
+        for name, caption in (
+            (f"sensitivity_{slug}.png", "lr sensitivity"),
+            (f"curves_{slug}.png", "learning curves of the best settings"),
+            (f"schedules_{slug}.png", "lr schedules used"),
+        ):
+            path = out / name
+            parts.append(f"<h3>{e(caption.capitalize())}</h3>")
+            parts.append(_img(path.read_bytes(), f"{task}: {caption}"))
+    parts.append("</body></html>")
+    report = out / "report.html"
+    report.write_text("\n".join(parts) + "\n", encoding="utf-8")
+    return report

@@ -18,7 +18,7 @@ schedules where a direct transcription would cancel:
   of a long cosine keeps its relative precision;
 * a move from ``a`` to ``b`` is a blend ``a * w(r) + b * w(x)`` with weights
   >= 0 rather than ``a + (b - a) * w(x)`` (linear, warmup ramps, one_cycle,
-  and polynomial with ``log1p``/``expm1``), exact at both ends;
+  and polynomial with ``log``/``expm1``), exact at both ends;
 * ``gamma ** k`` is ``exp(k * log(gamma))`` with ``log(gamma)`` worked out in
   float64 (a float32 ``gamma`` close to 1 would be off by a lot after 10^7
   steps);
@@ -251,9 +251,10 @@ def _formula(s: Schedule, t: Array, ops: Ops) -> Array:
 
     if isinstance(s, Polynomial):
         # lr * L + end_lr * (1 - L) with L = (1 - x) ** power, both weights from
-        # log1p / expm1 so that neither cancels (exactly lr at x = 0, end_lr at x = 1).
-        x = ops.float_(ops.min_int(t, s.steps)) / s.steps
-        log_left = s.power * xp.log1p(-x)
+        # exp / expm1 so that neither cancels (exactly lr at x = 0, end_lr at x = 1).
+        # 1 - x comes from the integer steps still to go: exactly 0 at the end even
+        # where XLA turns the division into a multiplication by a rounded reciprocal.
+        log_left = s.power * xp.log(_fraction_left(ops, t, s.steps))
         return s.lr * xp.exp(log_left) - s.end_lr * xp.expm1(log_left)
 
     if isinstance(s, Cyclic):

@@ -33,6 +33,7 @@ dropped or treated as "not yet" rather than converted with an overflow.
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -88,7 +89,7 @@ def as_schedule(schedule_or_spec: Schedule | str | Mapping[str, Any]) -> Schedul
     return parsed
 
 
-class Ops:
+class Ops(abc.ABC):
     """The array operations the formulas use, bound to one library.
 
     Subclasses set ``xp`` (a module with numpy-style ``where``, ``minimum``,
@@ -124,17 +125,17 @@ class Ops:
 
     # -- to implement ------------------------------------------------------
 
+    @abc.abstractmethod
     def asarray(self, value: Any, dtype: str) -> Array:
         """A constant array of ``dtype``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def cast(self, x: Array, dtype: str) -> Array:
         """``x`` converted to ``dtype``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def shape(self, x: Array) -> Any:
         """The shape of ``x``, in the form ``broadcast_to`` takes."""
-        raise NotImplementedError
 
     # -- derived -----------------------------------------------------------
 

@@ -21,6 +21,7 @@ Examples:
 
 from __future__ import annotations
 
+import abc
 import bisect
 import itertools
 import math
@@ -199,7 +200,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-class Schedule:
+class Schedule(abc.ABC):
     """An immutable map from a step (int >= 0) to a learning rate (float >= 0).
 
     Subclasses are frozen dataclasses that implement ``_at`` (one step, plain
@@ -217,11 +218,13 @@ class Schedule:
 
     # -- to implement ------------------------------------------------------
 
+    @abc.abstractmethod
     def _at(self, t: int) -> float:
-        raise NotImplementedError
+        """The lr at step ``t`` (an int >= 0, already checked), in plain Python."""
 
+    @abc.abstractmethod
     def _values(self, t: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """The lrs at an int64 array of steps (>= 0, already checked), in numpy."""
 
     @property
     def length(self) -> int | None:

@@ -32,6 +32,7 @@ Examples:
 
 from __future__ import annotations
 
+import abc
 import bisect
 import math
 import types
@@ -188,7 +189,7 @@ def _load_lambda_state(name: str, fns: Sequence[Any], saved: Any) -> None:
 # ---------------------------------------------------------------------------
 
 
-class _DropIn(LRScheduler):
+class _DropIn(LRScheduler, metaclass=abc.ABCMeta):
     """Shared machinery: own values, the step counter, state and the optimizer writes.
 
     A subclass defines ``_relative(prev, t, initial)``: torch's rule for the
@@ -241,18 +242,17 @@ class _DropIn(LRScheduler):
         self._core: Any = None
 
     def _has_closed(self) -> bool:
-        return False
-
-    def _closed_values(self, t: int) -> list[float]:
-        raise NotImplementedError
+        """Whether ``_closed_values`` applies: by default, whether the class defines it."""
+        return hasattr(self, "_closed_values")
 
     #: the last step at which ``_closed_values`` reproduces torch (set in ``_build``)
     _closed_limit: float = math.inf
     #: whether the class writes momentum / beta1
     _cycles_momentum: bool = False
 
+    @abc.abstractmethod
     def _relative(self, prev: list[float], t: int, initial: bool) -> list[float]:
-        raise NotImplementedError
+        """torch's rule for the lrs at step ``t`` given ``prev``, the lrs before it."""
 
     def _torch_closed(self, t: int) -> list[float] | None:
         return None
@@ -531,9 +531,6 @@ class StepLR(_DropIn):
         fits = isinstance(self.gamma, (int, float)) and 0 < self.gamma <= 1
         self._core = _core.step_decay(1.0, self.step_size, self.gamma) if fits else None
 
-    def _has_closed(self) -> bool:
-        return True
-
     def _closed_values(self, t: int) -> list[float]:
         f = self._core._at(t) if self._core is not None else self.gamma ** (t // self.step_size)
         return [b * f for b in self.base_lrs]
@@ -593,9 +590,6 @@ class MultiStepLR(_DropIn):
         self._core = _core.multistep(1.0, self.milestones, self.gamma) if fits else None
 
     _not_state = ("optimizer", "_core", "_counts")
-
-    def _has_closed(self) -> bool:
-        return True
 
     def _closed_values(self, t: int) -> list[float]:
         if self._core is not None:
@@ -657,9 +651,6 @@ class ConstantLR(_DropIn):
         self.factor = factor
         self.total_iters = total_iters
         super().__init__(optimizer, last_epoch)
-
-    def _has_closed(self) -> bool:
-        return True
 
     def _closed_values(self, t: int) -> list[float]:
         f = self.factor if (t < self.total_iters or self.total_iters == 0) else 1.0
@@ -773,9 +764,6 @@ class ExponentialLR(_DropIn):
         fits = isinstance(self.gamma, (int, float)) and 0 < self.gamma <= 1
         self._core = _core.exponential(1.0, self.gamma) if fits else None
 
-    def _has_closed(self) -> bool:
-        return True
-
     def _closed_values(self, t: int) -> list[float]:
         f = self._core._at(t) if self._core is not None else self.gamma**t
         return [b * f for b in self.base_lrs]
@@ -878,9 +866,6 @@ class CosineAnnealingLR(_DropIn):
         self.T_max = T_max
         self.eta_min = eta_min
         super().__init__(optimizer, last_epoch)
-
-    def _has_closed(self) -> bool:
-        return True
 
     def _build(self) -> None:
         self._core = None

@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 OUT    ?= lrkit-gallery
 
-.PHONY: setup demo gallery test lint bench clean
+.PHONY: setup demo gallery test browser lint bench clean
 
 setup: $(STAMP)
 
@@ -40,8 +40,16 @@ gallery: setup
 	$(BIN)/lrkit schedule $(GALLERY) --steps 1000 --format png --out $(OUT)/schedules.png
 	$(BIN)/lrkit schedule $(GALLERY) --steps 1000 --format table
 
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest -n 2 -p no:cacheprovider
+
+# The report test opens report.html in headless Chromium: Debian's package,
+# installed when missing (needs root or sudo; CI runs as root).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

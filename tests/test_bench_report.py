@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import base64
+import html
 import json
+import math
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from lrkit.bench.grid import expand_grid
-from lrkit.bench.report import diagnose, diagnose_lrs, write_report
+from lrkit.bench.report import diagnose, diagnose_lrs, median_update_ratio, write_report
 from lrkit.bench.run import RunResult
 from lrkit.bench.runner import run_grid
 from lrkit.bench.store import RunStore
@@ -48,7 +52,7 @@ def _check_html(text: str, tasks: list[str]) -> None:
         assert f"<h2>{task}</h2>" in text
     assert text.count("<table>") == 2 * len(tasks)  # best settings + diagnosis per task
     payloads = IMG.findall(text)
-    assert len(payloads) == 3 * len(tasks)
+    assert len(payloads) == 4 * len(tasks)
     for payload in payloads:
         assert base64.b64decode(payload, validate=True).startswith(PNG_MAGIC)
     assert not re.search(r"https?://", text)
@@ -62,7 +66,7 @@ def test_write_report_is_self_contained(store_path: Path, tmp_path: Path) -> Non
     assert report == tmp_path / "out" / "report.html"
     _check_html(report.read_text(encoding="utf-8"), ["quadratic", "rosenbrock"])
     for task in ("quadratic", "rosenbrock"):
-        for kind in ("sensitivity", "curves", "schedules"):
+        for kind in ("sensitivity", "curves", "schedules", "update_ratio"):
             assert (tmp_path / "out" / f"{kind}_{task}.png").read_bytes().startswith(PNG_MAGIC)
 
 
@@ -195,3 +199,115 @@ def test_compare_writes_the_report(tmp_path: Path) -> None:
     assert (out / "results.json").is_file()
     _check_html((out / "report.html").read_text(encoding="utf-8"), ["quadratic"])
     assert (out / "sensitivity_quadratic.png").is_file()
+
+
+def test_update_ratio_is_measured_and_reported(store_path: Path, tmp_path: Path) -> None:
+    results = [r for r in _results(store_path) if r.status == "ok"]
+    for r in results:
+        assert len(r.ratio_steps) == len(r.update_ratio) > 0
+        finite = [v for v in r.update_ratio if math.isfinite(v)]
+        assert finite and all(v >= 0 for v in finite)
+
+    # Same task and settings, 100x the lr: the updates are larger relative to the weights.
+    def ratio(lr: float) -> float:
+        runs = [
+            r
+            for r in results
+            if r.config["task"] == "quadratic"
+            and r.config["optimizer"] == "sgd"
+            and r.config["schedule"] == "constant()"
+            and r.config["lr"] == lr
+        ]
+        value = median_update_ratio(runs)
+        assert value is not None
+        return value
+
+    assert ratio(1e-2) > 10 * ratio(1e-4)
+    assert median_update_ratio([]) is None
+    text = write_report(results, tmp_path).read_text(encoding="utf-8")
+    assert "‖Δw‖/‖w‖ (median)" in text
+
+
+# --------------------------------------------------------------------------
+# The page as a browser shows it: headless Chromium (installed by `make test`)
+# --------------------------------------------------------------------------
+
+#: Appended to a copy of the report: once the page has loaded, write what the
+#: browser laid out (each image decoded and its drawn width, each table's rows
+#: and height) into the DOM, which ``--dump-dom`` then prints.
+_PROBE = """<script>
+window.addEventListener('load', () => {
+  const box = (e) => e.getBoundingClientRect();
+  const out = {
+    images: [...document.images].map(
+      (i) => ({complete: i.complete, w: i.naturalWidth, h: i.naturalHeight, drawn: box(i).width})),
+    tables: [...document.querySelectorAll('table')].map(
+      (t) => ({rows: t.rows.length, cells: t.rows[0].cells.length, height: box(t).height})),
+    headings: [...document.querySelectorAll('h2')].map((h) => h.textContent),
+    overflow: document.documentElement.scrollWidth > window.innerWidth + 1,
+  };
+  const pre = document.createElement('pre');
+  pre.id = 'probe';
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+});
+</script>"""
+
+_CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1200,900",
+    "--virtual-time-budget=10000",
+)
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    pytest.fail(
+        "headless Chromium is needed to check the report renders: `make test` installs "
+        "Debian's chromium package (apt-get install chromium) when it is missing"
+    )
+
+
+def _render(page: Path, profile: Path) -> dict:
+    probe = page.with_name("probe.html")
+    text = page.read_text(encoding="utf-8")
+    assert text.count("</body>") == 1
+    probe.write_text(text.replace("</body>", _PROBE + "</body>"), encoding="utf-8")
+    done = subprocess.run(
+        [_chromium(), *_CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--dump-dom", probe.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = re.search(r'<pre id="probe">(.*?)</pre>', done.stdout, re.S)
+    assert found, done.stdout[-2000:]
+    return json.loads(html.unescape(found.group(1)))
+
+
+def test_report_renders_in_headless_chromium(store_path: Path, tmp_path: Path) -> None:
+    report = write_report(_results(store_path), tmp_path / "out")
+    seen = _render(report, tmp_path / "profile")
+    assert seen["headings"] == ["quadratic", "rosenbrock"]
+    # Per task: best settings + diagnosis; each has its header row and one row per setting.
+    assert len(seen["tables"]) == 4
+    for table in seen["tables"]:
+        assert table["rows"] == 1 + 4  # 2 optimizers x 2 schedules
+        assert table["cells"] >= 7
+        assert table["height"] > 50
+    assert len(seen["images"]) == 8
+    for image in seen["images"]:
+        assert image["complete"] and image["w"] >= 600 and image["h"] >= 300, image
+        assert image["drawn"] > 300, image  # laid out at a readable width
+    assert not seen["overflow"]  # nothing wider than the window

@@ -3,7 +3,7 @@
 :func:`write_report` takes the runs of a grid and writes, into one folder,
 ``report.html`` (self-contained: inline CSS, PNGs embedded as base64 data
 URIs, no script and no external link, so it opens offline) and, per task,
-three PNGs that are also embedded in the page:
+four PNGs that are also embedded in the page:
 
 - ``sensitivity_<task>.png``: final metric against learning rate (log x),
   one line per optimizer x schedule, mean over seeds, diverged points
@@ -11,7 +11,12 @@ three PNGs that are also embedded in the page:
 - ``curves_<task>.png``: the validation metric against step for each
   optimizer x schedule at its best learning rate (mean over seeds);
 - ``schedules_<task>.png``: the learning rate each of those best settings
-  actually used, step by step.
+  actually used, step by step;
+- ``update_ratio_<task>.png``: the update-to-weight ratio
+  ``||w_{t+1} - w_t|| / ||w_t||`` of those best settings against step (log
+  y; median over seeds), with the band around 1e-3 that is a common rule of
+  thumb for a healthy step size. The best-settings table gives its median
+  over training too.
 
 Diagnosis (:func:`diagnose_lrs`, pure): for one optimizer x schedule, each
 learning rate gets one verdict, relative to the best lr chosen as in
@@ -57,9 +62,11 @@ __all__ = [
     "FAR",
     "IMPROVING",
     "OSCILLATION",
+    "RATIO_BAND",
     "Diagnosis",
     "diagnose",
     "diagnose_lrs",
+    "median_update_ratio",
     "write_report",
 ]
 
@@ -359,6 +366,69 @@ def _plot_curves(
     _save(fig, path)
 
 
+#: The band of update-to-weight ratios drawn as "usual" (a rule of thumb, not a law).
+RATIO_BAND = (1e-4, 1e-2)
+
+
+def _median_ratio_curve(runs: Sequence[RunResult]) -> tuple[list[int], list[float]]:
+    """Per measured step, the median over seeds of the finite update-to-weight ratios."""
+    first = runs[0]
+    same = [r for r in runs if r.ratio_steps == first.ratio_steps and r.update_ratio]
+    xs: list[int] = []
+    ys: list[float] = []
+    for i, step in enumerate(first.ratio_steps):
+        values = [r.update_ratio[i] for r in same if math.isfinite(r.update_ratio[i])]
+        if values:
+            xs.append(step)
+            ys.append(statistics.median(values))
+    return xs, ys
+
+
+def median_update_ratio(runs: Sequence[RunResult]) -> float | None:
+    """The median of every finite, positive update-to-weight ratio the runs measured."""
+    values = [v for r in runs for v in r.update_ratio if math.isfinite(v) and v > 0]
+    return statistics.median(values) if values else None
+
+
+def _plot_update_ratio(
+    task: str,
+    rows: Sequence[SettingSummary],
+    groups: Mapping[tuple[str, str], Mapping[float, Sequence[RunResult]]],
+    path: Path,
+) -> None:
+    fig = _figure()
+    ax = fig.add_subplot()
+    styles = _styles(list(groups))
+    low, high = RATIO_BAND
+    ax.axhspan(low, high, color="#2ca02c", alpha=0.08, label=f"usual band {low:g}–{high:g}")
+    ax.axhline(1e-3, color="#2ca02c", linewidth=0.8, linestyle=":")
+    drawn = False
+    for row in rows:
+        runs = _best_runs(row, groups)
+        if not runs:
+            continue
+        xs, ys = _median_ratio_curve(runs)
+        points = [(x, y) for x, y in zip(xs, ys, strict=True) if y > 0]
+        if not points:
+            continue
+        drawn = True
+        ax.plot(
+            [x for x, _ in points],
+            [y for _, y in points],
+            label=f"{row.optimizer} · {row.schedule} · lr {row.lr:g}",
+            **styles[(row.optimizer, row.schedule)],
+        )
+    ax.set_yscale("log")
+    if not drawn:
+        ax.text(0.5, 0.5, "no finished run measured a ratio", ha="center", transform=ax.transAxes)
+    ax.set_xlabel("step")
+    ax.set_ylabel("||Δw|| / ||w|| per update (log)")
+    ax.set_title(f"{task}: update-to-weight ratio at each setting's best lr (median over seeds)")
+    ax.grid(True, which="major", alpha=0.3)
+    _legend(ax)
+    _save(fig, path)
+
+
 def _plot_schedules(
     task: str,
     rows: Sequence[SettingSummary],
@@ -433,7 +503,10 @@ def _fmt_lrs(lrs: Sequence[float]) -> str:
     return ", ".join(f"{lr:g}" for lr in lrs) if lrs else "none"
 
 
-def _best_table(rows: Sequence[SettingSummary]) -> str:
+def _best_table(
+    rows: Sequence[SettingSummary],
+    groups: Mapping[tuple[str, str], Mapping[float, Sequence[RunResult]]],
+) -> str:
     e = html.escape
     head = (
         "#",
@@ -444,6 +517,7 @@ def _best_table(rows: Sequence[SettingSummary]) -> str:
         "seeds ok",
         "steps to target",
         "diverged (all lrs)",
+        "‖Δw‖/‖w‖ (median)",
     )
     out = [
         "<table>",
@@ -461,12 +535,14 @@ def _best_table(rows: Sequence[SettingSummary]) -> str:
         div = f"{row.diverged}/{row.runs} ({rate:.0%})"
         if row.errors:
             div += f", {row.errors} errors"
+        ratio = median_update_ratio(_best_runs(row, groups))
+        ratio_text = "—" if ratio is None else f"{ratio:.2g}"
         cls = ' class="top"' if rank == 1 and row.mean is not None else ""
         out.append(
             f'<tr{cls}><td>{rank}</td><td class="l">{e(row.optimizer)}</td>'
             f'<td class="l"><code>{e(row.schedule)}</code></td><td>{row.lr:g}</td>'
             f"<td>{value}</td><td>{row.finished}/{row.seeds}</td><td>{reach}</td>"
-            f"<td>{div}</td></tr>"
+            f"<td>{div}</td><td>{ratio_text}</td></tr>"
         )
     out.append("</table>")
     return "\n".join(out)
@@ -574,7 +650,7 @@ def write_report(
             f"<p>Final {e(metric)}, {'higher' if mode == 'max' else 'lower'} is better"
             f"{e(goal)}.</p>"
         )
-        parts.append(_best_table(rows))
+        parts.append(_best_table(rows, task_groups))
         parts.append("<h3>Which learning rates were too high or too low</h3>")
         parts.append(
             '<p class="note">Too high: diverged, or far (&gt;'
@@ -586,10 +662,12 @@ def write_report(
         _plot_sensitivity(task, task_groups, metric, mode, out / f"sensitivity_{slug}.png")
         _plot_curves(task, rows, task_groups, metric, mode, out / f"curves_{slug}.png")
         _plot_schedules(task, rows, task_groups, out / f"schedules_{slug}.png")
+        _plot_update_ratio(task, rows, task_groups, out / f"update_ratio_{slug}.png")
         for name, caption in (
             (f"sensitivity_{slug}.png", "lr sensitivity"),
             (f"curves_{slug}.png", "learning curves of the best settings"),
             (f"schedules_{slug}.png", "lr schedules used"),
+            (f"update_ratio_{slug}.png", "update-to-weight ratio of the best settings"),
         ):
             path = out / name
             parts.append(f"<h3>{e(caption.capitalize())}</h3>")

@@ -1,0 +1,94 @@
+"""Tests of lrkit.bench.export: a compare's runs as TensorBoard event files and a per-step CSV."""
+
+from __future__ import annotations
+
+import csv
+import math
+import struct
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from lrkit.bench.export import run_folder, write_csv, write_tensorboard
+from lrkit.bench.grid import expand_grid
+from lrkit.bench.run import RunResult, execute
+
+
+@pytest.fixture(scope="module")
+def results() -> list[RunResult]:
+    """Real runs: two lrs that finish and one that diverges, on an instant task."""
+    configs = expand_grid(
+        tasks=["quadratic"],
+        optimizers=["sgd"],
+        schedules=["cosine()"],
+        lrs=[1e-3, 1e-1, 100.0],
+        seeds=1,
+        budget=0.2,
+    )
+    out = [execute(c) for c in configs]
+    assert sorted(r.status for r in out) == ["diverged", "ok", "ok"]
+    return out
+
+
+def _f32(x: float) -> float:
+    return struct.unpack("<f", struct.pack("<f", x))[0]
+
+
+def test_tensorboard_has_each_runs_curves(results: list[RunResult], tmp_path: Path) -> None:
+    assert write_tensorboard(results, tmp_path) == 3
+    for result in results:
+        folder = tmp_path / run_folder(result)
+        acc = EventAccumulator(str(folder), size_guidance={"scalars": 0})
+        acc.Reload()
+        tags = set(acc.Tags()["scalars"])
+        assert {"lr", "loss/train", "update_ratio"} <= tags
+        assert {f"{name}/validation" for name in result.evals} <= tags
+        lr = acc.Scalars("lr")
+        assert [e.step for e in lr] == list(range(len(result.lr)))
+        assert [e.value for e in lr] == [_f32(v) for v in result.lr]
+        metric = acc.Scalars(f"{result.metric}/validation")
+        assert [e.step for e in metric] == result.eval_steps
+        for event, value in zip(metric, result.evals[result.metric], strict=True):
+            assert event.value == _f32(value) or (math.isnan(value) and math.isnan(event.value))
+
+
+def test_tensorboard_reexport_replaces_its_files(results: list[RunResult], tmp_path: Path) -> None:
+    write_tensorboard(results, tmp_path)
+    write_tensorboard(results, tmp_path)
+    for result in results:
+        files = list((tmp_path / run_folder(result)).glob("events.out.tfevents.*"))
+        assert len(files) == 1
+
+
+def test_run_folders_are_distinct_and_safe(results: list[RunResult]) -> None:
+    folders = [run_folder(r) for r in results]
+    assert len(set(folders)) == len(folders)
+    for folder in folders:
+        assert not folder.is_absolute() and ".." not in folder.parts
+        assert all("(" not in part and " " not in part for part in folder.parts)
+
+
+def test_csv_has_a_row_per_run_and_step(results: list[RunResult], tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "steps.csv"
+    rows = write_csv(results, path)
+    with path.open(newline="", encoding="utf-8") as handle:
+        table = list(csv.DictReader(handle))
+    assert len(table) == rows
+    expected = sum(
+        len(set(range(len(r.lr))) | set(r.eval_steps) | set(r.ratio_steps)) for r in results
+    )
+    assert rows == expected
+    assert not path.with_name("steps.csv.partial").exists()
+    for result in results:
+        mine = [row for row in table if row["key"] == result.key]
+        assert {row["status"] for row in mine} == {result.status}
+        assert [float(row["lr"]) for row in mine if row["lr"]] == result.lr
+        finals = [row for row in mine if row["step"] == str(result.eval_steps[-1])]
+        (final,) = finals
+        last = result.evals[result.metric][-1]
+        cell = final[f"val_{result.metric}"]
+        assert (math.isnan(last) and cell.lower() == "nan") or float(cell) == last
+        assert (
+            mine[0]["schedule"] == "cosine()" and float(mine[0]["grid_lr"]) == result.config["lr"]
+        )

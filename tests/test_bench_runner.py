@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import multiprocessing
 import os
 import signal
 import sqlite3
@@ -26,7 +27,7 @@ from lrkit.bench.grid import (
     split_names,
     summarize,
 )
-from lrkit.bench.run import STATUSES, RunConfig, RunResult
+from lrkit.bench.run import STATUSES, RunConfig, RunResult, execute
 from lrkit.bench.runner import PlainProgress, run_grid
 from lrkit.bench.store import RunStore
 
@@ -322,3 +323,64 @@ def test_kill_9_loses_nothing_leaves_no_worker_and_resumes(tmp_path: Path) -> No
         run_grid(configs[::5], serial, workers=0)
         for result in serial.results():
             assert numbers(result) == numbers(stored_results[result.key])
+
+
+# --------------------------------------------------------------------------
+# A worker killed mid-run
+# --------------------------------------------------------------------------
+
+
+class _KillOneWorker:
+    """A progress sink that SIGKILLs one busy worker when the first result arrives.
+
+    By then every worker holds a run: the runner hands a worker its next run
+    before it stores the last one.
+    """
+
+    def __init__(self) -> None:
+        self.killed: int | None = None
+        self.updates = 0
+
+    def start(self, total: int, done: int, workers: int) -> None:
+        pass
+
+    def update(self, result: RunResult) -> None:
+        self.updates += 1
+        if self.killed is None:
+            workers = [p for p in multiprocessing.active_children() if p.name == "lrkit-worker"]
+            assert len(workers) == 2
+            self.killed = workers[0].pid
+            os.kill(self.killed, signal.SIGKILL)
+
+    def finish(self) -> None:
+        pass
+
+
+def test_a_worker_killed_mid_run_loses_only_its_run(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    configs = expand_grid(
+        tasks=["quadratic"],
+        optimizers=["sgd", "adam"],
+        schedules=["constant()"],
+        lrs=[0.01, 0.05],
+        seeds=4,
+        budget=0.5,
+    )  # 16 runs
+    sink = _KillOneWorker()
+    with RunStore(tmp_path / "runs.sqlite") as store:
+        report = run_grid(configs, store, workers=2, progress=sink)
+        assert sink.killed is not None and not alive(sink.killed)
+        assert len(report.lost) == 1
+        assert report.ran == 15 == len(store) == sink.updates
+        assert report.lost[0] not in store.done_keys()
+        assert len(report.worker_pids) == 3  # the dead one was replaced
+        assert not any(alive(pid) for pid in report.worker_pids)
+        err = capfd.readouterr().err
+        assert f"worker {sink.killed} died (exit code -9)" in err and "not stored" in err
+        # The next call runs exactly the lost run, with the same numbers as in-process.
+        again = run_grid(configs, store, workers=1)
+        assert (again.ran, again.skipped, again.lost) == (1, 15, [])
+        (lost,) = [c for c in configs if c.key() == report.lost[0]]
+        (row,) = [r for r in store.results() if r.key == lost.key()]
+    assert numbers(row) == numbers(execute(lost))

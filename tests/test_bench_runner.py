@@ -384,3 +384,27 @@ def test_a_worker_killed_mid_run_loses_only_its_run(
         (lost,) = [c for c in configs if c.key() == report.lost[0]]
         (row,) = [r for r in store.results() if r.key == lost.key()]
     assert numbers(row) == numbers(execute(lost))
+
+
+def test_workers_dying_at_start_up_stop_the_runner_with_a_clear_error(tmp_path: Path) -> None:
+    # The classic mistake: run_grid at a script's top level. Spawned workers import
+    # the script, try to start workers of their own, and die before any run.
+    script = tmp_path / "no_main_guard.py"
+    script.write_text(
+        "from lrkit.bench.grid import expand_grid\n"
+        "from lrkit.bench.runner import run_grid\n"
+        "from lrkit.bench.store import RunStore\n"
+        "configs = expand_grid(tasks=['quadratic'], optimizers=['sgd'], "
+        "schedules=['constant()'], lrs=[0.1], seeds=10, budget=0.1)\n"
+        f"with RunStore({str(tmp_path / 'runs.sqlite')!r}) as store:\n"
+        "    run_grid(configs, store, workers=1)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("lrkit.bench.runner.WorkersFailed: 3 worker processes in a row died")
+    assert "if __name__ == '__main__':" in done.stderr
+    assert done.stderr.count("that run is not stored") == 2  # the third one gives up
+    assert stored(tmp_path / "runs.sqlite") == 0

@@ -50,6 +50,7 @@ __all__ = [
     "Progress",
     "RichProgress",
     "RunnerReport",
+    "WorkersFailed",
     "make_progress",
     "run_grid",
 ]
@@ -253,6 +254,15 @@ class _Worker:
     process: Any
     conn: Connection
     job: int | None = None
+    results: int = 0
+
+
+#: Workers in a row that die before returning any result: the runner gives up.
+STARTUP_FAILURES = 3
+
+
+class WorkersFailed(RuntimeError):
+    """Worker processes keep dying before they return a single result."""
 
 
 def _start_worker(context: Any) -> _Worker:
@@ -379,6 +389,7 @@ def _run_in_workers(
     queue = deque(range(len(pending)))
     pool = [_start_worker(context) for _ in range(report.workers)]
     report.worker_pids = [w.process.pid for w in pool]
+    failures = [0]  # workers in a row that died before returning a result
 
     def dispatch(worker: _Worker) -> None:
         if queue:
@@ -400,8 +411,13 @@ def _run_in_workers(
                 try:
                     _index, data = worker.conn.recv()
                 except (EOFError, OSError):
+                    failures[0] = failures[0] + 1 if worker.results == 0 else 0
+                    if failures[0] >= STARTUP_FAILURES:
+                        _give_up(worker, pending, report)
                     _replace_dead(worker, pool, pending, report, context, dispatch, bool(queue))
                     continue
+                worker.results += 1
+                failures[0] = 0
                 dispatch(worker)  # the worker starts its next run before we write
                 result = RunResult.from_dict(data)
                 store.put(result, pid=worker.process.pid)
@@ -409,6 +425,18 @@ def _run_in_workers(
                 progress.update(result)
     finally:
         _stop_workers(pool)
+
+
+def _give_up(worker: _Worker, pending: list[tuple[str, RunConfig]], report: RunnerReport) -> None:
+    assert worker.job is not None
+    report.lost.append(pending[worker.job][0])
+    worker.process.join(1.0)
+    raise WorkersFailed(
+        f"{STARTUP_FAILURES} worker processes in a row died before finishing a run "
+        f"(last exit code {worker.process.exitcode}; their errors are above). Nothing "
+        "finished was lost. If you call run_grid from a script, put the call under "
+        "`if __name__ == '__main__':` (workers are spawned and import your script)."
+    )
 
 
 def _replace_dead(

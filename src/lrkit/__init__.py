@@ -11,6 +11,7 @@ Examples:
     (0.0, 0.0003, 3e-05)
 """
 
+from lrkit.controllers import Adaptive, Diverged, Guard, Plateau
 from lrkit.schedules import (
     FACTORIES,
     Schedule,
@@ -35,6 +36,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "FACTORIES",
+    "Adaptive",
+    "Diverged",
+    "Guard",
+    "Plateau",
     "Schedule",
     "constant",
     "cosine",

@@ -1,8 +1,25 @@
-"""Metric-driven controllers: plain state, pure decisions.
+"""Metric-driven controllers: plain state, pure decisions, any schedule inside.
 
-A controller watches a metric and decides when the learning rate should
-change. Its state is a handful of numbers kept in a small dataclass that
-converts to JSON types, so a checkpoint restores numbers, not history.
+A controller wraps an lrkit schedule and changes a multiplier from what it
+observes; ``lr(t) = schedule(t) * multiplier``, so warmup and decay keep
+working around it. Its state is a handful of numbers that convert to JSON
+types, so a checkpoint restores numbers, not history; an adapter
+(:class:`lrkit.torch.Scheduler`, ``lrkit compare``) owns the step counter
+and feeds it.
+
+- :class:`Plateau`: torch's ReduceLROnPlateau rules (:class:`PlateauDetector`)
+  around any schedule; observations during the schedule's warmup are ignored.
+- :class:`Guard`: NaN/inf or a loss spike is a divergence; the adapter rolls
+  model and optimizer back to the last good snapshot and the lr is
+  multiplied by ``factor`` per rollback; past ``max_rollbacks`` it raises
+  :class:`Diverged`.
+- :class:`Adaptive`: the "bold driver": raise while the loss falls
+  smoothly, cut when it rises or oscillates.
+
+Each has a spec name (``plateau(...)``, ``guard(...)``, ``adaptive(...)``,
+registered with :func:`lrkit.spec.register`): ``str(c)`` is the spec of
+its settings, and ``lrkit.parse(str(c))`` builds a fresh controller equal
+to ``c`` before its first observation.
 
 :class:`PlateauDetector` holds ReduceLROnPlateau's decision rules, exactly as
 torch applies them: an observation is *better* when it beats the best so far
@@ -17,15 +34,29 @@ Examples:
     [False, False, True, False, False, True]
     >>> d.best, d.num_bad_epochs
     (0.5, 0)
+    >>> import lrkit
+    >>> lrkit.parse("plateau(cosine(), patience=5)", lr=0.1, steps=1000)
+    plateau(cosine(lr=0.1, steps=1000), patience=5)
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["Plateau", "PlateauDetector", "warmup_steps"]
+from lrkit.divergence import Divergence, DivergenceRule, DivergenceState
+
+__all__ = [
+    "Adaptive",
+    "Diverged",
+    "Guard",
+    "Plateau",
+    "PlateauDetector",
+    "guard",
+    "warmup_steps",
+]
 
 _MODES = ("min", "max")
 _THRESHOLD_MODES = ("rel", "abs")
@@ -229,8 +260,12 @@ def warmup_steps(schedule: Any) -> int:
         >>> warmup_steps(0.5 * warmup(cosine(lr=0.1, steps=100), steps=10))
         10
     """
+    from lrkit import schedules
     from lrkit.schedules import WSD, InverseSqrt, Join, Scaled, Warmup
 
+    replanned = getattr(schedules, "Replanned", None)
+    if replanned is not None and isinstance(schedule, replanned):
+        return min(warmup_steps(schedule.schedule), schedule.at)  # as planned before ``at``
     if isinstance(schedule, Scaled):
         return warmup_steps(schedule.schedule)
     if isinstance(schedule, Warmup):
@@ -242,6 +277,20 @@ def warmup_steps(schedule: Any) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------
+# Shared pieces of the controllers
+# ---------------------------------------------------------------------------
+
+
+def _number(who: str, name: str, value: Any, low: float, high: float = math.inf) -> float:
+    """``value`` as a float in ``[low, high]``, or a ValueError naming it."""
+    ok = not isinstance(value, bool) and isinstance(value, (int, float))
+    if not ok or math.isnan(value) or not low <= value <= high:
+        allowed = f">= {low:g}" if high == math.inf else f"in [{low:g}, {high:g}]"
+        raise ValueError(f"{who}: {name} must be a number {allowed}, got {value!r}")
+    return float(value)
+
+
 def _nonnegative(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"plateau: {name} must be a finite number >= 0, got {value!r}")
@@ -250,38 +299,162 @@ def _nonnegative(name: str, value: Any) -> float:
     return float(value)
 
 
-class Plateau:
+def _count(who: str, name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{who}: {name} must be an integer >= 0, got {value!r}")
+    return value
+
+
+def _check_schedule(who: str, schedule: Any, controllers: bool = False) -> Any:
+    """An lrkit schedule (or, with ``controllers``, a Plateau/Adaptive), else a ValueError."""
+    from lrkit.schedules import Schedule
+
+    if isinstance(schedule, Schedule) or (
+        controllers and isinstance(schedule, (Plateau, Adaptive))
+    ):
+        return schedule
+    what = (
+        "an lrkit schedule or a plateau/adaptive controller" if controllers else "an lrkit schedule"
+    )
+    raise ValueError(f"{who}: schedule must be {what}, got {schedule!r}")
+
+
+def _parse_plan(text: Any) -> Any:
+    """A schedule from the spec string saved in a state (the plan a run used)."""
+    from lrkit.spec import parse
+
+    if not isinstance(text, str):
+        raise ValueError(f"controller state: 'schedule' must be a spec string, got {text!r}")
+    return parse(text)
+
+
+class _Controller:
+    """What every controller shares: its spec, its dict, equality and ``c(step)``.
+
+    A subclass lists its settings in ``_SETTINGS`` as ``(name, default)`` in
+    the order of its spec factory's signature (the wrapped schedule first);
+    ``_setting(name)`` reads one. Equality compares the settings and the
+    running state (``state_dict()``), so ``parse(str(c))`` equals a fresh
+    controller with ``c``'s settings.
+    """
+
+    _NAME = ""
+    _SETTINGS: tuple[tuple[str, Any], ...] = ()
+    __hash__ = None  # type: ignore[assignment]  # mutable: counters change
+
+    def _setting(self, name: str) -> Any:
+        return getattr(self, name)
+
+    def _default(self, name: str, default: Any) -> Any:
+        return default
+
+    def __str__(self) -> str:
+        from lrkit.schedules import _format_value
+
+        args = []
+        for name, default in self._SETTINGS:
+            value = self._setting(name)
+            if name == "schedule":
+                if value is not None:
+                    args.append(str(value))
+            elif value != self._default(name, default):
+                args.append(f"{name}={_format_value(value)}")
+        return f"{self._NAME}({', '.join(args)})"
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as JSON types: ``{"type": name, **settings}`` (not the running state).
+
+        :func:`lrkit.from_dict` reads it back into a fresh controller.
+        """
+        out: dict[str, Any] = {"type": self._NAME}
+        for name, _ in self._SETTINGS:
+            value = self._setting(name)
+            out[name] = value.to_dict() if hasattr(value, "to_dict") else value
+        return out
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return str(self) == str(other) and self.state_dict() == other.state_dict()  # type: ignore[attr-defined]
+
+    def __call__(self, step: int) -> float:
+        """The learning rate at ``step`` (the same as :meth:`lr`)."""
+        return self.lr(step)  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------------------
+# Plateau
+# ---------------------------------------------------------------------------
+
+
+class Plateau(_Controller):
     """A schedule multiplied by a factor that drops when the metric stalls (torch's rules).
 
-    ``lr(t) = schedule(t) * f``. ``f`` starts at 1; when
-    :class:`PlateauDetector` calls for a cut at an observation made at step
-    ``t``, ``f`` becomes ``f * factor``, except that ``schedule(t) * f`` never
-    goes below ``min_lr`` and a cut that would change the lr by ``eps`` or
-    less is skipped (so a constant schedule behaves exactly as torch's
-    ReduceLROnPlateau). Observations made during the schedule's warmup
-    (:func:`warmup_steps`, or ``start``) are ignored. Patience counts
-    observations.
+    ``lr(t) = schedule(t) * f``. ``f`` starts at 1. Each :meth:`observe` is
+    one observation for :class:`PlateauDetector` (torch's counting: the
+    first observation sets ``best``; an observation that does not beat
+    ``best`` by ``threshold`` adds one to a counter; once the counter
+    exceeds ``patience`` a cut is due and the counter restarts; ``cooldown``
+    observations after a cut are not counted). A cut due at an observation
+    made at step ``t`` sets ``f = max(s(t) * f * factor, min_lr) / s(t)``:
+    the cut never takes ``s(t) * f`` below ``min_lr``, and it is skipped when
+    it would change the lr by ``eps`` or less (so a constant schedule behaves
+    exactly as torch's ReduceLROnPlateau). Afterwards the lr follows the
+    schedule's shape, ``s(t') * f``: after a cut in a cosine the lr keeps
+    decaying, scaled down.
+
+    Observations made during the schedule's warmup (:func:`warmup_steps`,
+    or ``start``) are ignored: the warmup runs as planned whatever the metric,
+    and patience starts counting with the first observation at a step
+    ``>= start``. With patience ``p`` and a flat metric, the first counted
+    observation sets ``best``, and the cuts come at the ``p + 2``-th counted
+    observation and then every ``p + 1 + cooldown`` observations.
 
     Args:
         schedule: the lrkit schedule to scale.
-        mode, patience, threshold, threshold_mode, cooldown: as
-            :class:`PlateauDetector`.
+        mode: ``"min"`` (lower is better) or ``"max"``.
         factor: the cut, in [0, 1).
+        patience: observations without improvement tolerated before a cut (>= 0).
+        threshold: how much better counts as better (>= 0).
+        threshold_mode: ``"rel"`` (a fraction of ``best``) or ``"abs"``.
+        cooldown: observations ignored after a cut (>= 0).
         min_lr: the lr a cut never goes below (>= 0).
         eps: cuts smaller than this are skipped (>= 0).
         start: the first step whose observations count (default: the
             schedule's warmup length).
 
+    Raises:
+        ValueError: an argument outside its range, naming it and its value.
+
     Examples:
         >>> import lrkit
-        >>> p = Plateau(lrkit.constant(1.0), factor=0.5, patience=1)
+        >>> p = lrkit.Plateau(lrkit.constant(1.0), factor=0.5, patience=1)
         >>> [p.observe(loss, step) for step, loss in enumerate([3.0, 3.0, 3.0])]
         [False, False, True]
         >>> p.lr(3), p.factor_now
         (0.5, 0.5)
+        >>> str(p)
+        'plateau(constant(lr=1.0), factor=0.5, patience=1)'
         >>> Plateau.from_state_dict(p.state_dict(), lrkit.constant(1.0)).lr(3)
         0.5
     """
+
+    _NAME = "plateau"
+    _SETTINGS = (
+        ("schedule", None),
+        ("mode", "min"),
+        ("factor", 0.1),
+        ("patience", 10),
+        ("threshold", 1e-4),
+        ("threshold_mode", "rel"),
+        ("cooldown", 0),
+        ("min_lr", 0.0),
+        ("eps", 1e-8),
+        ("start", None),
+    )
 
     def __init__(
         self,
@@ -296,11 +469,7 @@ class Plateau:
         eps: float = 1e-8,
         start: int | None = None,
     ) -> None:
-        from lrkit.schedules import Schedule
-
-        if not isinstance(schedule, Schedule):
-            raise ValueError(f"plateau: schedule must be an lrkit schedule, got {schedule!r}")
-        self.schedule = schedule
+        self.schedule = _check_schedule("plateau", schedule)
         self.factor = _nonnegative("factor", factor)
         if self.factor >= 1:
             raise ValueError(f"plateau: factor must be in [0, 1), got {factor!r}")
@@ -308,9 +477,7 @@ class Plateau:
         self.eps = _nonnegative("eps", eps)
         if start is None:
             start = warmup_steps(schedule)
-        if isinstance(start, bool) or not isinstance(start, int) or start < 0:
-            raise ValueError(f"plateau: start must be an integer >= 0, got {start!r}")
-        self.start = start
+        self.start = _count("plateau", "start", start)
         self.detector = PlateauDetector(
             mode=mode,
             patience=patience,
@@ -320,12 +487,34 @@ class Plateau:
         )
         self.factor_now = 1.0
 
+    def _setting(self, name: str) -> Any:
+        if name in ("mode", "patience", "threshold", "threshold_mode", "cooldown"):
+            return getattr(self.detector, name)
+        return getattr(self, name)
+
+    def _default(self, name: str, default: Any) -> Any:
+        return warmup_steps(self.schedule) if name == "start" else default
+
+    @property
+    def multiplier(self) -> float:
+        """The factor the schedule is multiplied by now (the same as ``factor_now``)."""
+        return self.factor_now
+
     def lr(self, step: int) -> float:
         """The learning rate at ``step``: ``schedule(step) * factor_now``."""
         return self.schedule(step) * self.factor_now
 
     def observe(self, metric: float, step: int) -> bool:
-        """Record the metric measured at ``step``; True when the lr was cut."""
+        """Record the metric measured at ``step``; True when the lr was cut.
+
+        Args:
+            metric: the observed value (anything ``float()`` accepts).
+            step: the step it was measured at (observations before ``start``
+                are ignored).
+
+        Returns:
+            True when this observation cut the lr.
+        """
         if step < self.start:
             return False
         if not self.detector.observe(metric):
@@ -338,8 +527,16 @@ class Plateau:
         self.factor_now = new / base
         return True
 
+    def replan(self, steps: int, at: int) -> None:
+        """Replace the wrapped schedule by ``schedule.replan(steps, at)`` (in place).
+
+        The factor and the counters stay, so the lr is as continuous at
+        ``at`` as the schedule's replan.
+        """
+        self.schedule = self.schedule.replan(steps, at)
+
     def state_dict(self) -> dict[str, Any]:
-        """Settings, the current factor and the detector's counters, as JSON types."""
+        """Settings, the plan, the current factor and the detector's counters, as JSON types."""
         return {
             "schedule": str(self.schedule),
             "factor": self.factor,
@@ -351,7 +548,9 @@ class Plateau:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict` (the schedule stays the one given to the constructor)."""
+        """Restore :meth:`state_dict`, the plan (the wrapped schedule) included."""
+        if "schedule" in state and state["schedule"] != str(self.schedule):
+            self.schedule = _check_schedule("plateau", _parse_plan(state["schedule"]))
         self.factor = float(state["factor"])
         self.min_lr = float(state["min_lr"])
         self.eps = float(state["eps"])
@@ -360,15 +559,394 @@ class Plateau:
         self.detector = PlateauDetector.from_state_dict(state["detector"])
 
     @classmethod
-    def from_state_dict(cls, state: dict[str, Any], schedule: Any) -> Plateau:
-        """A Plateau over ``schedule`` in the state :meth:`state_dict` saved."""
+    def from_state_dict(cls, state: dict[str, Any], schedule: Any = None) -> Plateau:
+        """A Plateau in the state :meth:`state_dict` saved (its plan, or ``schedule``)."""
+        if schedule is None:
+            schedule = _parse_plan(state["schedule"])
         out = cls(schedule)
         out.load_state_dict(state)
         return out
 
-    def __repr__(self) -> str:
-        d = self.detector
-        return (
-            f"Plateau({self.schedule}, mode={d.mode!r}, factor={self.factor!r}, "
-            f"patience={d.patience!r}, factor_now={self.factor_now!r})"
+
+# ---------------------------------------------------------------------------
+# Guard
+# ---------------------------------------------------------------------------
+
+
+class Diverged(RuntimeError):
+    """A run diverged more often than its :class:`Guard` may roll it back.
+
+    Attributes:
+        divergence: the last :class:`lrkit.divergence.Divergence` found.
+        step: the step it was found at.
+        rollbacks: how many rollbacks had been made before it.
+    """
+
+    def __init__(self, message: str, divergence: Divergence | None, step: int, rollbacks: int):
+        super().__init__(message)
+        self.divergence = divergence
+        self.step = step
+        self.rollbacks = rollbacks
+
+
+class Guard(_Controller):
+    """Watches the loss for a divergence; counts rollbacks and keeps the lr multiplier.
+
+    A loss is a divergence when it is NaN or infinite, or a *spike*: above
+    ``spike`` times the median of the last ``window`` accepted losses (the
+    spike test starts once ``window`` losses were accepted) **and**, with
+    ``above_start=True`` (the default), above the starting level, the median
+    of the first ``window`` losses. See :class:`lrkit.divergence.DivergenceRule`.
+
+    Why ``above_start`` defaults to True: SPEC's plain rule (``above_start=False``)
+    flags ordinary minibatch noise once the loss is near zero. In a good run
+    on the digits task a batch loss of 0.127 came after a running median of
+    0.031: four times the median is a single misclassified sample there. A
+    guard that rolls back and halves the lr at each such batch harms good
+    runs and, past ``max_rollbacks``, stops them. A run that really blows up
+    leaves its starting level behind (or goes NaN/inf, which is always
+    caught), so requiring both costs little. Pass ``above_start=False`` for
+    SPEC's literal rule.
+
+    The guard itself is pure: :meth:`observe` says whether a loss is a
+    divergence and, if so, counts a rollback; the lr multiplier is
+    ``factor ** rollbacks``. The adapter (:class:`lrkit.torch.Scheduler`
+    with ``guard=``, ``lrkit compare`` with a ``guard(...)`` spec) does the
+    rollback: it restores the last good snapshot of model and optimizer,
+    multiplies the lr by the multiplier and goes on, the step counter and
+    the data moving forward. The ``max_rollbacks + 1``-th divergence raises
+    :class:`Diverged`. A diverging loss never enters the median's window.
+
+    With ``schedule`` the guard is also a schedule-like controller:
+    ``lr(t) = schedule(t) * multiplier`` (the spec ``guard(cosine(...),
+    factor=0.5)``; SPEC's Guard has no schedule, this is lrkit's extension so
+    that a guarded run fits in one spec). ``schedule`` may be a Plateau or an
+    Adaptive too: the driver then feeds it the metric.
+
+    Args:
+        factor: the lr multiplier applied at each rollback, in (0, 1].
+        spike: a loss above ``spike`` x the running median is a divergence (> 1).
+        window: how many recent losses make the median (>= 1).
+        max_rollbacks: how many rollbacks are allowed (>= 0).
+        above_start: a spike must also exceed the starting level (see above).
+        schedule: an optional schedule (or Plateau/Adaptive) to multiply.
+
+    Raises:
+        ValueError: an argument outside its range, naming it and its value.
+
+    Examples:
+        >>> import lrkit
+        >>> g = lrkit.Guard(factor=0.5, window=3, max_rollbacks=1)
+        >>> [g.observe(x, t) for t, x in enumerate([1.0, 0.9, 0.8, 9.0])]
+        [False, False, False, True]
+        >>> g.rollbacks, g.multiplier
+        (1, 0.5)
+        >>> g.observe(float("nan"), 4)
+        Traceback (most recent call last):
+        ...
+        lrkit.controllers.Diverged: guard: loss is NaN at step 4, after 1 rollback (max_rollbacks=1)
+    """
+
+    _NAME = "guard"
+    _SETTINGS = (
+        ("schedule", None),
+        ("factor", 0.5),
+        ("spike", 4.0),
+        ("window", 20),
+        ("max_rollbacks", 3),
+        ("above_start", True),
+    )
+
+    def __init__(
+        self,
+        factor: float = 0.5,
+        spike: float = 4.0,
+        window: int = 20,
+        max_rollbacks: int = 3,
+        *,
+        above_start: bool = True,
+        schedule: Any = None,
+    ) -> None:
+        ok = not isinstance(factor, bool) and isinstance(factor, (int, float))
+        if not ok or not 0 < factor <= 1:
+            raise ValueError(f"guard: factor must be a number in (0, 1], got {factor!r}")
+        self.factor = float(factor)
+        try:
+            self.rule = DivergenceRule(spike=spike, window=window, above_start=above_start)
+        except ValueError as exc:
+            raise ValueError(str(exc).replace("divergence:", "guard:", 1)) from None
+        self.spike = float(spike)
+        self.window = window
+        self.above_start = above_start
+        self.max_rollbacks = _count("guard", "max_rollbacks", max_rollbacks)
+        self.schedule = None if schedule is None else _check_schedule("guard", schedule, True)
+        self.state = self.rule.initial()
+        self.rollbacks = 0
+        self.last: Divergence | None = None
+
+    @property
+    def multiplier(self) -> float:
+        """The lr multiplier: ``factor ** rollbacks``."""
+        return self.factor**self.rollbacks
+
+    def lr(self, step: int) -> float:
+        """``schedule(step) * multiplier`` (only for a guard with a schedule).
+
+        Raises:
+            ValueError: the guard has no schedule.
+        """
+        if self.schedule is None:
+            raise ValueError(
+                "guard: this guard has no schedule, so it has no lr; use guard(schedule, ...) "
+                "or pass it as Scheduler(optimizer, schedule, guard=...)"
+            )
+        inner = self.schedule
+        base = inner(step)
+        return base * self.multiplier
+
+    def check(self, loss: float) -> Divergence | None:
+        """The divergence ``loss`` would be, without changing anything."""
+        return self.rule.check(self.state, loss)
+
+    def observe(self, loss: float, step: int) -> bool:
+        """Record the loss measured at ``step``; True when it is a divergence (a rollback is due).
+
+        A good loss enters the median's window; a divergence counts a
+        rollback (the multiplier drops by ``factor``) and is kept in
+        :attr:`last`.
+
+        Raises:
+            Diverged: this divergence would be rollback ``max_rollbacks + 1``.
+        """
+        self.state, found = self.rule.update(self.state, loss)
+        if found is None:
+            return False
+        self.last = found
+        if self.rollbacks >= self.max_rollbacks:
+            done = self.rollbacks
+            raise Diverged(
+                f"guard: {found.message} at step {step}, after {done} "
+                f"rollback{'' if done == 1 else 's'} (max_rollbacks={self.max_rollbacks})",
+                found,
+                step,
+                done,
+            )
+        self.rollbacks += 1
+        return True
+
+    def replan(self, steps: int, at: int) -> None:
+        """Replan the wrapped schedule (see :meth:`Plateau.replan`)."""
+        if self.schedule is None:
+            raise ValueError("guard: this guard has no schedule to replan")
+        if isinstance(self.schedule, (Plateau, Adaptive)):
+            self.schedule.replan(steps, at)
+        else:
+            self.schedule = self.schedule.replan(steps, at)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The rollback count, the rule's window and the wrapped plan, as JSON types."""
+        inner = self.schedule
+        return {
+            "rollbacks": self.rollbacks,
+            "window_state": self.state.to_dict(),
+            "schedule": None if inner is None else str(inner),
+            "inner": inner.state_dict() if isinstance(inner, (Plateau, Adaptive)) else None,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` (the wrapped plan and controller state included)."""
+        self.rollbacks = _count("guard", "rollbacks", state["rollbacks"])
+        self.state = DivergenceState.from_dict(state["window_state"])
+        inner = state.get("inner")
+        if isinstance(self.schedule, (Plateau, Adaptive)) and inner is not None:
+            self.schedule.load_state_dict(inner)
+        elif self.schedule is not None and state.get("schedule") not in (None, str(self.schedule)):
+            self.schedule = _check_schedule("guard", _parse_plan(state["schedule"]))
+
+
+def guard(
+    schedule: Any = None,
+    factor: float = 0.5,
+    spike: float = 4.0,
+    window: int = 20,
+    max_rollbacks: int = 3,
+    above_start: bool = True,
+) -> Guard:
+    """The spec factory ``guard(schedule, factor=..., ...)``: a :class:`Guard`, schedule first.
+
+    Examples:
+        >>> import lrkit
+        >>> lrkit.parse("guard(cosine(lr=0.1, steps=100), factor=0.25)")
+        guard(cosine(lr=0.1, steps=100), factor=0.25)
+    """
+    return Guard(factor, spike, window, max_rollbacks, above_start=above_start, schedule=schedule)
+
+
+# ---------------------------------------------------------------------------
+# Adaptive ("bold driver")
+# ---------------------------------------------------------------------------
+
+
+class Adaptive(_Controller):
+    """The "bold driver": raise the lr while the loss falls smoothly, cut it on a rise or wobble.
+
+    ``lr(t) = clamp(schedule(t) * m, min_lr, max_lr)``; the multiplier ``m``
+    starts at 1 and changes at each :meth:`observe`. With ``x_k`` the
+    ``k``-th observed loss and a *change* the sign of ``x_k - x_{k-1}``
+    (down, up, or flat when equal), after each observation:
+
+    1. a NaN/inf loss: **cut** (``m *= down``) and forget the history;
+    2. the loss **rises** (``x_k > x_{k-1}``): **cut**;
+    3. it **falls smoothly**: the last ``window`` changes are all down (so
+       ``window + 1`` observations in a row, each lower than the one before):
+       **raise** (``m *= up``);
+    4. it **oscillates**: the last ``window`` changes alternate between down
+       and up and the loss is no lower than ``window`` observations ago
+       (``x_k >= x_{k-window}``): **cut**;
+    5. otherwise: hold.
+
+    After a change of ``m`` it is clamped so that ``schedule(t) * m`` at the
+    observation's step stays within ``[min_lr, max_lr]`` (no wind-up at a
+    bound). Observations during the schedule's warmup (or before ``start``)
+    are ignored. Feed it a loss that is not minibatch noise: an epoch's
+    mean, a validation loss, or a mean over a block of steps (as ``lrkit
+    compare`` does).
+
+    Args:
+        schedule: the lrkit schedule to multiply.
+        up: the raise, >= 1.
+        down: the cut, in (0, 1].
+        min_lr: the lowest lr (>= 0).
+        max_lr: the highest lr (> 0, may be ``inf``), >= ``min_lr``.
+        window: how many changes "smoothly" and "oscillates" look at (>= 2).
+        start: the first step whose observations count (default: the
+            schedule's warmup length).
+
+    Raises:
+        ValueError: an argument outside its range, naming it and its value.
+
+    Examples:
+        >>> import lrkit
+        >>> a = lrkit.Adaptive(lrkit.constant(0.1), up=2.0, down=0.5, window=2)
+        >>> [a.observe(x, t) for t, x in enumerate([4.0, 3.0, 2.0, 2.5])]
+        ['hold', 'hold', 'raise', 'cut']
+        >>> a.lr(4)
+        0.1
+    """
+
+    _NAME = "adaptive"
+    _SETTINGS = (
+        ("schedule", None),
+        ("up", 1.05),
+        ("down", 0.5),
+        ("min_lr", 0.0),
+        ("max_lr", math.inf),
+        ("window", 3),
+        ("start", None),
+    )
+
+    def __init__(
+        self,
+        schedule: Any,
+        up: float = 1.05,
+        down: float = 0.5,
+        min_lr: float = 0.0,
+        max_lr: float = math.inf,
+        window: int = 3,
+        start: int | None = None,
+    ) -> None:
+        self.schedule = _check_schedule("adaptive", schedule)
+        self.up = _number("adaptive", "up", up, 1.0)
+        if not math.isfinite(self.up):
+            raise ValueError(f"adaptive: up must be a finite number >= 1, got {up!r}")
+        ok = not isinstance(down, bool) and isinstance(down, (int, float))
+        if not ok or not 0 < down <= 1:
+            raise ValueError(f"adaptive: down must be a number in (0, 1], got {down!r}")
+        self.down = float(down)
+        self.min_lr = _number("adaptive", "min_lr", min_lr, 0.0)
+        if not math.isfinite(self.min_lr):
+            raise ValueError(f"adaptive: min_lr must be a finite number >= 0, got {min_lr!r}")
+        self.max_lr = _number("adaptive", "max_lr", max_lr, self.min_lr)
+        if self.max_lr == 0:
+            raise ValueError(f"adaptive: max_lr must be a number > 0, got {max_lr!r}")
+        self.window = _count("adaptive", "window", window)
+        if self.window < 2:
+            raise ValueError(f"adaptive: window must be an integer >= 2, got {window!r}")
+        self.start = _count("adaptive", "start", warmup_steps(schedule) if start is None else start)
+        self.multiplier = 1.0
+        self.history: list[float] = []
+
+    def _default(self, name: str, default: Any) -> Any:
+        return warmup_steps(self.schedule) if name == "start" else default
+
+    def lr(self, step: int) -> float:
+        """``clamp(schedule(step) * multiplier, min_lr, max_lr)``."""
+        return min(max(self.schedule(step) * self.multiplier, self.min_lr), self.max_lr)
+
+    def _decide(self) -> str:
+        x = self.history
+        if len(x) < 2:
+            return "hold"
+        if x[-1] > x[-2]:
+            return "cut"
+        if len(x) <= self.window:
+            return "hold"
+        tail = x[-self.window - 1 :]
+        signs = [(b > a) - (b < a) for a, b in itertools.pairwise(tail)]
+        if all(s < 0 for s in signs):
+            return "raise"
+        alternating = all(s != 0 for s in signs) and all(
+            a == -b for a, b in itertools.pairwise(signs)
         )
+        if alternating and tail[-1] >= tail[0]:
+            return "cut"
+        return "hold"
+
+    def observe(self, loss: float, step: int) -> str:
+        """Record the loss measured at ``step``; return ``"raise"``, ``"cut"`` or ``"hold"``."""
+        if step < self.start:
+            return "hold"
+        value = float(loss)
+        if math.isfinite(value):
+            self.history = [*self.history, value][-(self.window + 1) :]
+            action = self._decide()
+        else:
+            self.history = []
+            action = "cut"
+        if action != "hold":
+            m = self.multiplier * (self.up if action == "raise" else self.down)
+            base = self.schedule(step)
+            if base > 0:
+                m = min(max(m, self.min_lr / base), self.max_lr / base)
+            self.multiplier = m
+        return action
+
+    def replan(self, steps: int, at: int) -> None:
+        """Replace the wrapped schedule by ``schedule.replan(steps, at)`` (in place)."""
+        self.schedule = self.schedule.replan(steps, at)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The plan, the multiplier and the recent losses, as JSON types."""
+        return {
+            "schedule": str(self.schedule),
+            "multiplier": self.multiplier,
+            "history": list(self.history),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` (the plan included)."""
+        if "schedule" in state and state["schedule"] != str(self.schedule):
+            self.schedule = _check_schedule("adaptive", _parse_plan(state["schedule"]))
+        self.multiplier = float(state["multiplier"])
+        self.history = [float(x) for x in state["history"]]
+
+
+def _register() -> None:
+    """Make ``plateau(...)``, ``guard(...)`` and ``adaptive(...)`` spec names."""
+    from lrkit import spec
+
+    for name, factory in (("plateau", Plateau), ("guard", guard), ("adaptive", Adaptive)):
+        spec.register(name, factory, replace=True)
+
+
+_register()

@@ -23,7 +23,9 @@ Rules in detail:
   the median of the first ``window`` losses. Benchmarks set it: once a
   minibatch loss is near zero, 4x its median is ordinary noise (one
   misclassified sample), while a run that really blows up leaves its
-  starting level behind. ``lrkit.Guard`` keeps the plain rule.
+  starting level behind. ``lrkit.Guard`` sets it by default too (a false
+  alarm there costs a rollback and a cut lr); ``Guard(above_start=False)``
+  is SPEC's plain rule.
 
 Examples:
     >>> rule = DivergenceRule(spike=4.0, window=3)

@@ -1885,6 +1885,122 @@ def _value_at(schedule: Any, step: int) -> float:
     return float(schedule.lr(step))
 
 
+class _Snapshots:
+    """The guard's last good snapshot of model and optimizer, and the one awaiting its loss.
+
+    A snapshot is taken just before an update (an optimizer step pre-hook), at
+    every ``every``-th step and whenever there is none. It is *pending* until
+    :meth:`confirm` (the loss of that step, computed with exactly those
+    weights, was fine) makes it the *good* one. In memory (tensors cloned) or,
+    with ``directory``, in two files there (``guard-pending.pt``,
+    ``guard-good.pt``; one directory per scheduler).
+    """
+
+    def __init__(self, model: torch.nn.Module, every: int, directory: Any) -> None:
+        import pathlib
+
+        if not isinstance(model, torch.nn.Module):
+            raise ValueError(
+                f"Scheduler: a guard needs model= (the torch.nn.Module to roll back), got {model!r}"
+            )
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"Scheduler: snapshot_every must be an integer >= 1, got {every!r}")
+        self.model = model
+        self.every = every
+        self.directory = None if directory is None else pathlib.Path(directory)
+        if self.directory is not None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        self.pending: Any = None
+        self.good: Any = None
+        self.pending_step: int | None = None
+        self.good_step: int | None = None
+
+    def due(self, step: int) -> bool:
+        return self.pending is None and (self.good is None or step % self.every == 0)
+
+    def take(self, optimizer: Optimizer, step: int) -> None:
+        import copy
+
+        data = {
+            "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+            "optimizer": copy.deepcopy(optimizer.state_dict()),
+        }
+        if self.directory is not None:
+            path = self.directory / "guard-pending.pt"
+            torch.save(data, path)
+            data = path
+        self.pending, self.pending_step = data, step
+
+    def drop_pending(self) -> None:
+        self.pending, self.pending_step = None, None
+
+    def confirm(self) -> None:
+        if self.pending is None:
+            return
+        data = self.pending
+        if self.directory is not None:
+            import os
+
+            good = self.directory / "guard-good.pt"
+            os.replace(self.pending, good)
+            data = good
+        self.good, self.good_step = data, self.pending_step
+        self.drop_pending()
+
+    def restore(self, optimizer: Optimizer) -> int:
+        """Load the good snapshot (else the pending one) into model and optimizer; its step."""
+        import copy
+
+        data, step = (
+            (self.good, self.good_step)
+            if self.good is not None
+            else (self.pending, self.pending_step)
+        )
+        if data is None:
+            raise RuntimeError("Scheduler: the guard has no snapshot to roll back to")
+        if not isinstance(data, dict):
+            data = torch.load(data, weights_only=True)
+        self.model.load_state_dict(data["model"])
+        # the optimizer keeps the tensors it is given: hand it a copy
+        optimizer.load_state_dict(copy.deepcopy(data["optimizer"]))
+        self.drop_pending()
+        return int(step or 0)
+
+    def clear(self) -> None:
+        self.drop_pending()
+        self.good, self.good_step = None, None
+
+
+class _BeforeUpdate:
+    """Optimizer step pre-hook: lets the scheduler snapshot the weights an update starts from."""
+
+    def __init__(self, scheduler: Scheduler) -> None:
+        self.scheduler = scheduler
+
+    def __call__(self, optimizer: Optimizer, args: Any, kwargs: Any) -> None:
+        self.scheduler._before_update()
+
+
+def _find_guard(schedules: list[Any], shared: bool) -> Any:
+    """The ``guard(schedule, ...)`` among the schedules, if any (only as the one shared)."""
+    from lrkit.controllers import Guard
+
+    guards = [s for s in schedules if isinstance(s, Guard)]
+    if not guards:
+        return None
+    if not shared:
+        raise ValueError(
+            "Scheduler: a guard(...) schedule must drive all param groups; with one schedule "
+            "per group, pass the guard as Scheduler(..., guard=lrkit.Guard(...), model=model)"
+        )
+    if guards[0].schedule is None:
+        raise ValueError(
+            "Scheduler: this guard has no schedule; write guard(cosine(...), ...) or pass "
+            "Scheduler(optimizer, schedule, guard=lrkit.Guard(...), model=model)"
+        )
+    return guards[0]
+
+
 class Scheduler(LRScheduler):
     """Drive a torch optimizer with any lrkit schedule: the lr at step t is ``schedule(t)``.
 
@@ -1895,11 +2011,35 @@ class Scheduler(LRScheduler):
     loaded before or after the scheduler is built.
 
     ``schedule`` is an lrkit schedule, a spec string (``lrkit.parse``), a
-    controller (an object with ``lr(step)`` and ``observe(metric, step)``),
-    or one of those per param group: a list, or a dict by each group's
-    ``"name"``. With one schedule for all groups, its value is the first
-    group's lr and every other group keeps its ratio to the first, taken
-    from the groups' ``initial_lr`` and kept in the state.
+    controller (:class:`lrkit.Plateau`, :class:`lrkit.Adaptive`, a
+    :class:`lrkit.Guard` with a schedule, or any object with ``lr(step)`` and
+    ``observe(metric, step)``), or one of those per param group: a list, or
+    a dict by each group's ``"name"``. With one schedule for all groups, its
+    value is the first group's lr and every other group keeps its ratio to
+    the first, taken from the groups' ``initial_lr`` and kept in the state.
+
+    **Metrics**: ``step(metric)`` passes the metric, measured at the step
+    just finished, to the Plateau/Adaptive controllers.
+
+    **Guard** (rollback on divergence): pass ``guard=lrkit.Guard(...)`` and
+    ``model=model``, or a ``guard(schedule, ...)`` spec as the schedule (then
+    ``model=`` too), and call ``step(loss=loss.item())`` with the training
+    loss of the step just finished. Just before an update the driver keeps a
+    snapshot of model and optimizer (every ``snapshot_every`` steps, in
+    memory, or on disk under ``snapshot_dir``); a snapshot becomes the *last
+    good* one once the loss computed with those weights passed the guard.
+    When the guard finds a divergence (NaN/inf, or a spike), the driver
+    restores the last good snapshot into model and optimizer, the lr is
+    multiplied by ``factor`` (``factor ** rollbacks`` in all), and the run
+    goes on: the step counter moves forward and the next batch is the
+    caller's next batch. The ``max_rollbacks + 1``-th divergence raises
+    :class:`lrkit.Diverged`. A metric passed in the same call as a
+    diverging loss is not observed. Build the scheduler after loading the
+    model's weights, or call :meth:`snapshot`.
+
+    **Replanning**: :meth:`replan` stretches or shrinks the lr schedule
+    mid-run (``schedule.replan(steps, at)``: continuous at ``at``, ending
+    where asked); the state keeps the new plan, so a resume runs it.
 
     Args:
         optimizer: the torch optimizer.
@@ -1911,12 +2051,19 @@ class Scheduler(LRScheduler):
             weight decay of the first group with a nonzero one, other nonzero
             groups keep their ratio to it, and groups with ``weight_decay=0``
             are never touched.
+        guard: an :class:`lrkit.Guard` without a schedule (or its spec, e.g.
+            ``"guard(factor=0.5)"``); it multiplies whatever ``schedule`` gives.
+        model: the module the guard rolls back (required with a guard).
+        snapshot_every: steps between snapshots (>= 1).
+        snapshot_dir: keep the snapshots on disk in this directory instead of
+            in memory.
 
     Raises:
         ValueError: the first group's lr is 0 while other groups need a ratio
             to it; a list or dict does not match the groups; ``momentum`` for
             an optimizer without momentum or betas (e.g. Adagrad);
-            ``weight_decay`` when no group has a nonzero weight decay.
+            ``weight_decay`` when no group has a nonzero weight decay; a guard
+            without ``model``, or two guards.
         TypeError: a schedule that is none of the above.
 
     Examples:
@@ -1939,6 +2086,10 @@ class Scheduler(LRScheduler):
         *,
         momentum: Any = None,
         weight_decay: Any = None,
+        guard: Any = None,
+        model: torch.nn.Module | None = None,
+        snapshot_every: int = 100,
+        snapshot_dir: Any = None,
     ) -> None:
         self.optimizer = _check_optimizer("Scheduler", optimizer)
         groups = optimizer.param_groups
@@ -1993,19 +2144,64 @@ class Scheduler(LRScheduler):
                 )
             self._wd_schedule = _resolve("weight_decay", weight_decay)
             self.wd_ratios = [w / nonzero[0] for w in wds]
+        self._setup_guard(guard, model, snapshot_every, snapshot_dir)
         self.last_epoch = 0
         self._step_count = 1
         self._last_lr: list[float] = []
         _watch(optimizer)
         self._apply()
 
+    def _setup_guard(self, guard: Any, model: Any, every: int, directory: Any) -> None:
+        from lrkit.controllers import Guard
+
+        inner = _find_guard(self._schedules, self.ratios is not None)
+        if isinstance(guard, str):
+            import lrkit
+
+            guard = lrkit.parse(guard)
+        if guard is not None:
+            if not isinstance(guard, Guard):
+                raise TypeError(
+                    f"Scheduler: guard must be an lrkit.Guard or a 'guard(...)' spec, "
+                    f"got {type(guard).__name__}: {guard!r}"
+                )
+            if guard.schedule is not None:
+                raise ValueError(
+                    f"Scheduler: guard= takes a guard without a schedule, got {guard}; "
+                    "pass the schedule as the schedule argument"
+                )
+            if inner is not None:
+                raise ValueError(
+                    "Scheduler: the schedule is already a guard(...); do not pass guard= too"
+                )
+        self.guard: Any = guard if guard is not None else inner
+        self._guard_outside = guard is not None
+        self._snapshots: _Snapshots | None = None
+        #: ``(step, snapshot step)`` of each rollback this object made.
+        self.rollback_steps: list[tuple[int, int]] = []
+        if self.guard is None:
+            if model is not None or directory is not None:
+                raise ValueError(
+                    "Scheduler: model= and snapshot_dir= are for a guard; pass "
+                    "guard=lrkit.Guard(...) or a guard(...) schedule, or leave them out"
+                )
+            return
+        if model is None:
+            raise ValueError(
+                "Scheduler: a guard needs model= (the torch.nn.Module it rolls back when the "
+                "loss diverges)"
+            )
+        self._snapshots = _Snapshots(model, every, directory)
+        self.optimizer.register_step_pre_hook(_BeforeUpdate(self))
+
     # -- values ----------------------------------------------------------------
 
     def _lrs(self, t: int) -> list[float]:
+        scale = self.guard.multiplier if self._guard_outside else 1.0
         if self.ratios is not None:
-            value = _value_at(self._schedules[0], t)
+            value = _value_at(self._schedules[0], t) * scale
             return [value * r for r in self.ratios]
-        return [_value_at(s, t) for s in self._schedules]
+        return [_value_at(s, t) * scale for s in self._schedules]
 
     def _apply(self) -> None:
         t = self.last_epoch
@@ -2033,18 +2229,104 @@ class Scheduler(LRScheduler):
                 out.append(s)
         return out
 
+    def _metric_controllers(self) -> list[Any]:
+        """The controllers a metric goes to: all but guards (a guard's inner controller does)."""
+        from lrkit.controllers import Guard
+
+        out = []
+        for c in self._controllers():
+            if isinstance(c, Guard):
+                c = c.schedule
+                if isinstance(c, _core.Schedule):
+                    continue
+            out.append(c)
+        return out
+
+    # -- the guard ---------------------------------------------------------------
+
+    def _before_update(self) -> None:
+        snaps = self._snapshots
+        if snaps is not None and snaps.due(self.last_epoch):
+            snaps.take(self.optimizer, self.last_epoch)
+
+    def snapshot(self) -> None:
+        """Take a snapshot of model and optimizer now and keep it as the last good one."""
+        if self._snapshots is None:
+            raise ValueError("Scheduler: snapshot() needs a guard (guard= or a guard(...) spec)")
+        self._snapshots.take(self.optimizer, self.last_epoch)
+        self._snapshots.confirm()
+
+    def _watch_loss(self, loss: float, t: int) -> bool:
+        """Feed the guard; on a divergence roll back and return True."""
+        snaps = self._snapshots
+        if snaps is None:
+            return False
+        if not self.guard.observe(loss, t):
+            snaps.confirm()
+            return False
+        self.rollback_steps.append((t, snaps.restore(self.optimizer)))
+        return True
+
     # -- public API ------------------------------------------------------------
 
-    def step(self, metric: SupportsFloat | None = None) -> None:  # type: ignore[override]
-        """Move to the next step; ``metric`` (also positional, as Lightning passes it)
-        goes to the controllers, measured at the step just finished."""
+    def step(  # type: ignore[override]
+        self, metric: SupportsFloat | None = None, *, loss: SupportsFloat | None = None
+    ) -> None:
+        """Move to the next step.
+
+        Args:
+            metric: goes to the Plateau/Adaptive controllers, measured at the
+                step just finished (also positional, as Lightning passes it).
+            loss: the training loss of the step just finished, for the guard
+                (ignored without one). On a divergence model and optimizer
+                are rolled back and the lr cut (see the class docstring).
+
+        Raises:
+            lrkit.Diverged: the guard found more than ``max_rollbacks`` divergences.
+        """
         if self._step_count == 1 and _stepped_out_of_order(self.optimizer):
             _warn_order(self)
-        if metric is not None:
-            for c in self._controllers():
-                c.observe(float(metric), self.last_epoch)
+        t = self.last_epoch
+        rolled_back = False
+        if self._snapshots is not None:
+            if loss is None:
+                self._snapshots.drop_pending()  # its weights' loss was never checked
+            else:
+                rolled_back = self._watch_loss(float(loss), t)
+        if metric is not None and not rolled_back:
+            for c in self._metric_controllers():
+                c.observe(float(metric), t)
         self._step_count += 1
         self.last_epoch += 1
+        self._apply()
+
+    def replan(self, steps: int, at: int | None = None) -> None:
+        """Change the lr plan mid-run: every lr schedule becomes ``schedule.replan(steps, at)``.
+
+        The lr is continuous at ``at`` and the plan ends where asked; a
+        controller (Plateau, Adaptive, a guard's schedule) replans the
+        schedule it wraps and keeps its factor. :meth:`state_dict` keeps the
+        new plan, so a resume runs it. Momentum and weight-decay schedules
+        are left as they are.
+
+        Args:
+            steps: where the new plan ends (its total length).
+            at: the step from which it changes (default: the current step).
+
+        Raises:
+            ValueError: ``at`` is negative, or the schedule cannot be replanned
+                there (the schedule's own message).
+        """
+        at = self.last_epoch if at is None else at
+        if isinstance(at, bool) or not isinstance(at, int) or at < 0:
+            raise ValueError(f"Scheduler.replan: at must be an integer >= 0, got {at!r}")
+        for i, s in enumerate(self._schedules):
+            if not callable(getattr(s, "replan", None)):
+                raise TypeError(f"Scheduler.replan: {s!r} cannot be replanned (no replan method)")
+            if isinstance(s, _core.Schedule):
+                self._schedules[i] = s.replan(steps, at)
+            else:
+                s.replan(steps, at)
         self._apply()
 
     def get_last_lr(self) -> list[float]:
@@ -2056,7 +2338,11 @@ class Scheduler(LRScheduler):
         return list(self._last_lr)
 
     def state_dict(self) -> dict[str, Any]:
-        """Plain data: the step count, the group ratios, the specs, controllers' states."""
+        """Plain data: the step count, the group ratios, the plans, controllers' and guard's states.
+
+        Only numbers, strings, lists and dicts, so ``torch.load(weights_only=True)``
+        reads it; the guard's snapshots are not part of it.
+        """
         return {
             "last_epoch": self.last_epoch,
             "_step_count": self._step_count,
@@ -2066,10 +2352,14 @@ class Scheduler(LRScheduler):
             "_last_lr": list(self._last_lr),
             "schedules": [str(s) for s in self._schedules],
             "controllers": [c.state_dict() for c in self._controllers()],
+            "guard": self.guard.state_dict() if self._guard_outside else None,
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict` and write that step's values into the optimizer."""
+        """Restore :meth:`state_dict` (the plans included) and write that step's values.
+
+        A guard's snapshots are dropped: the next one is taken before the next update.
+        """
         n = len(self.optimizer.param_groups)
         ratios = state_dict.get("ratios")
         if (ratios is None) != (self.ratios is None) or (ratios is not None and len(ratios) != n):
@@ -2085,8 +2375,20 @@ class Scheduler(LRScheduler):
                 f"Scheduler: the state has {len(saved)} controller states, "
                 f"this scheduler has {len(controllers)} controllers"
             )
+        guard_state = state_dict.get("guard")
+        if (guard_state is not None) != self._guard_outside:
+            raise ValueError(
+                "Scheduler: the state was saved "
+                f"{'with' if guard_state is not None else 'without'} guard=, this scheduler "
+                f"has {'one' if self._guard_outside else 'none'}"
+            )
+        self._load_plans(state_dict.get("schedules"))
         for c, s in zip(controllers, saved, strict=True):
             c.load_state_dict(s)
+        if guard_state is not None:
+            self.guard.load_state_dict(guard_state)
+        if self._snapshots is not None:
+            self._snapshots.clear()
         self.last_epoch = int(state_dict["last_epoch"])
         self._step_count = int(state_dict.get("_step_count", 2))
         self.base_lrs = [float(v) for v in state_dict.get("base_lrs", self.base_lrs)]
@@ -2095,6 +2397,21 @@ class Scheduler(LRScheduler):
         if wd is not None and self.wd_ratios is not None:
             self.wd_ratios = [float(r) for r in wd]
         self._apply()
+
+    def _load_plans(self, specs: Any) -> None:
+        """Take the saved lr schedules (a replanned run resumes on its new plan)."""
+        if specs is None:
+            return
+        if len(specs) != len(self._schedules):
+            raise ValueError(
+                f"Scheduler: the state has {len(specs)} schedules, "
+                f"this scheduler has {len(self._schedules)}"
+            )
+        import lrkit
+
+        for i, (s, spec) in enumerate(zip(self._schedules, specs, strict=True)):
+            if isinstance(s, _core.Schedule) and spec != str(s):
+                self._schedules[i] = lrkit.parse(spec)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)

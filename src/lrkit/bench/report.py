@@ -84,7 +84,7 @@ IMPROVING = 0.01
 
 
 def _finals(runs: Sequence[RunResult]) -> list[float]:
-    return [r.final for r in runs if r.status == "ok" and r.final is not None]
+    return [r.final for r in runs if r.finished and r.final is not None]
 
 
 def _worse_by(value: float, best: float, mode: str) -> float:
@@ -160,7 +160,7 @@ def diagnose_lrs(by_lr: Mapping[float, Sequence[RunResult]]) -> dict[float, str]
         elif (
             lr < best_lr
             and far
-            and any(_improving(r) or r.steps_to_target is None for r in runs if r.status == "ok")
+            and any(_improving(r) or r.steps_to_target is None for r in runs if r.finished)
         ):
             verdict = "too low"
         elif far:
@@ -318,7 +318,7 @@ def _plot_sensitivity(
 def _best_runs(
     row: SettingSummary, groups: Mapping[tuple[str, str], Mapping[float, Sequence[RunResult]]]
 ) -> list[RunResult]:
-    return [r for r in groups[(row.optimizer, row.schedule)].get(row.lr, []) if r.status == "ok"]
+    return [r for r in groups[(row.optimizer, row.schedule)].get(row.lr, []) if r.finished]
 
 
 def _mean_curve(runs: Sequence[RunResult], metric: str) -> tuple[list[int], list[float]]:

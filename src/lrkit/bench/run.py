@@ -14,12 +14,30 @@ size, ``d * lr`` for Prodigy / D-Adaptation) and train loss, the validation
 metrics at 16 evenly spaced steps (step 0 included), the update-to-weight
 ratio ``||w_{t+1} - w_t|| / ||w_t||`` at the updates just before those
 points, the wall time and the status: ``"ok"``, ``"diverged"`` (the step and
-the reason, from :class:`lrkit.divergence.DivergenceRule`), or ``"error"``
-(the exception's message). The same config gives the same numbers.
+the reason, from :class:`lrkit.divergence.DivergenceRule`), ``"rescued"``
+(a ``guard(...)`` spec rolled the run back at least once and it finished;
+its ``final`` counts like an ok run's) or ``"error"`` (the exception's
+message). The same config gives the same numbers.
 
 The loop is deliberately thin: each step it sets every param group's lr to
 ``s(step) * ratio`` (``ratio`` = the group's lr over the first group's at
 creation) and trains one batch.
+
+Controllers in a spec (``lrkit.parse`` names them):
+
+- ``plateau(...)`` and ``adaptive(...)`` observe the mean training loss of
+  each block of :func:`observe_every` steps (minibatch losses are too noisy
+  for patience counted in steps), at the block's last step.
+- ``guard(schedule, ...)`` turns on rollback: the train loss of each step
+  goes to the guard *before* the update; a divergence skips that update,
+  restores model and optimizer from the last good snapshot (taken before an
+  update whose loss passed, every :data:`SNAPSHOT_EVERY` steps) and the lr
+  is multiplied by the guard's factor; the step counter and the batches go
+  on. A non-finite validation metric is a divergence too. A guarded run
+  that needed a rollback and finished has status ``"rescued"`` and lists
+  the steps in ``rollbacks``; one past ``max_rollbacks`` is ``"diverged"``.
+  The guard's own rule replaces :data:`BENCH_RULE` (its default is the same:
+  spike 4.0, window 20, above the starting level).
 
 Examples:
     >>> from lrkit.bench.run import RunConfig
@@ -32,6 +50,7 @@ Examples:
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -43,6 +62,7 @@ from typing import Any
 
 from lrkit.bench.optimizers import OptimizerSpec, get_optimizer
 from lrkit.bench.tasks import Task, get_task
+from lrkit.controllers import Adaptive, Diverged, Guard, Plateau
 from lrkit.divergence import DivergenceRule
 from lrkit.schedules import Schedule
 from lrkit.spec import parse
@@ -54,6 +74,7 @@ __all__ = [
     "RunResult",
     "eval_steps",
     "execute",
+    "observe_every",
     "warm_up",
 ]
 
@@ -63,7 +84,13 @@ RUN_FORMAT = 1
 #: How many validation points a run records (step 0 and the last included).
 N_EVALS = 16
 
-STATUSES = ("ok", "diverged", "error")
+STATUSES = ("ok", "rescued", "diverged", "error")
+
+#: Statuses of runs that trained to the end (a rescued run was saved by a guard).
+FINISHED = ("ok", "rescued")
+
+#: How often a ``guard(...)`` run keeps a snapshot of model and optimizer (steps).
+SNAPSHOT_EVERY = 10
 
 #: The benchmark's divergence rule: SPEC's spike 4.0 over a window of 20,
 #: and a spike must also exceed the starting level, so minibatch noise near
@@ -187,7 +214,7 @@ class RunResult:
         key: The config's :meth:`RunConfig.key` (``""`` if it could not be made).
         config: The :class:`RunConfig` as a dict.
         identity: What the key hashes (empty if it could not be made).
-        status: ``"ok"``, ``"diverged"`` or ``"error"``.
+        status: ``"ok"``, ``"rescued"``, ``"diverged"`` or ``"error"``.
         metric: The task's metric name; ``mode`` its direction; ``target``
             the task's target.
         steps: The step budget; ``steps_done`` how many updates were made.
@@ -197,7 +224,8 @@ class RunResult:
         evals: Validation values by name, one per entry of ``eval_steps``.
         ratio_steps: Updates at which ``||dw|| / ||w||`` was measured.
         update_ratio: Those ratios.
-        final: The metric at the end (``None`` unless the status is ``"ok"``).
+        final: The metric at the end (``None`` unless the status is ``"ok"``
+            or ``"rescued"``).
         best: The best metric seen at any evaluation.
         steps_to_target: The first evaluated step that met the target.
         diverged_at: The update at which the divergence was found.
@@ -205,6 +233,7 @@ class RunResult:
         wall_time: Seconds for the whole run, build included.
         build_time: Seconds spent building task and optimizer.
         env: Versions of Python and torch.
+        rollbacks: The steps at which a ``guard(...)`` rolled the run back.
     """
 
     key: str
@@ -230,6 +259,12 @@ class RunResult:
     wall_time: float = 0.0
     build_time: float = 0.0
     env: dict[str, str] = field(default_factory=dict)
+    rollbacks: list[int] = field(default_factory=list)
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run trained to the end (status ``"ok"`` or ``"rescued"``)."""
+        return self.status in FINISHED
 
     def to_dict(self) -> dict[str, Any]:
         """Return the result as strict-JSON data (non-finite floats -> ``None``)."""
@@ -288,6 +323,16 @@ def eval_steps(steps: int, n: int = N_EVALS) -> list[int]:
     return sorted({round(i * steps / (n - 1)) for i in range(n)})
 
 
+def observe_every(steps: int) -> int:
+    """Steps per observation for ``plateau``/``adaptive`` in a run of ``steps``: ~30 a run.
+
+    Examples:
+        >>> observe_every(300), observe_every(200), observe_every(10)
+        (10, 6, 1)
+    """
+    return max(1, steps // 30)
+
+
 def execute(config: RunConfig, *, rule: DivergenceRule | None = None) -> RunResult:
     """Train one run in this process and return what it recorded.
 
@@ -295,7 +340,8 @@ def execute(config: RunConfig, *, rule: DivergenceRule | None = None) -> RunResu
     ``config.seed``, builds the task, and trains ``config.steps`` updates.
     Exceptions are caught and recorded as status ``"error"``; a divergence
     (NaN/inf or a spike in the train loss, or a non-finite validation metric)
-    stops the run early with status ``"diverged"``.
+    stops the run early with status ``"diverged"``, unless the spec is a
+    ``guard(...)``: then it rolls back (see the module docstring).
 
     Args:
         config: The run.
@@ -335,6 +381,38 @@ def execute(config: RunConfig, *, rule: DivergenceRule | None = None) -> RunResu
     return result
 
 
+class _Snapshot:
+    """The last good model and optimizer state of a guarded run, in memory."""
+
+    def __init__(self, model: Any, optimizer: Any) -> None:
+        self.model = model
+        self.optimizer = optimizer
+        self.data: tuple[dict[str, Any], dict[str, Any]] | None = None
+
+    def take(self) -> None:
+        self.data = (
+            {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+            copy.deepcopy(self.optimizer.state_dict()),
+        )
+
+    def restore(self) -> None:
+        if self.data is None:  # taken before the first update: never happens
+            raise RuntimeError("guard: no snapshot to roll back to")
+        self.model.load_state_dict(self.data[0])
+        self.optimizer.load_state_dict(copy.deepcopy(self.data[1]))
+
+
+def _controllers(schedule: Any) -> tuple[Any, Guard | None, Any]:
+    """(the step -> lr function, the guard or None, the controller that observes or None)."""
+    guard = schedule if isinstance(schedule, Guard) else None
+    inner = guard.schedule if guard is not None else schedule
+    if guard is not None and inner is None:
+        raise ValueError("run: a guard(...) spec needs a schedule, e.g. guard(cosine())")
+    observer = inner if isinstance(inner, (Plateau, Adaptive)) else None
+    lr_at = schedule if isinstance(schedule, Schedule) else schedule.lr
+    return lr_at, guard, observer
+
+
 def _train(
     config: RunConfig,
     task: Task,
@@ -346,7 +424,7 @@ def _train(
     """The training loop of :func:`execute`; fills ``result`` in place."""
     import torch
 
-    schedule = config.schedule_object()
+    lr_at, guard, observer = _controllers(config.schedule_object())
     steps = config.steps
     random.seed(config.seed)
     torch.manual_seed(config.seed)
@@ -360,25 +438,43 @@ def _train(
     points = eval_steps(steps)
     point_set = set(points)
     measure = {k - 1 for k in points if k > 0}
+    block = observe_every(steps)
+    block_losses: list[float] = []
+    snapshot = _Snapshot(model, optimizer) if guard is not None else None
     result.build_time = time.perf_counter() - start
 
+    def rolled_back(step: int) -> bool:
+        """A guarded run after a non-finite validation metric: roll back (True) or stop."""
+        if guard is None or snapshot is None:
+            return False
+        try:
+            guard.observe(math.nan, step)
+        except Diverged:
+            return False
+        snapshot.restore()
+        result.rollbacks.append(step)
+        return True
+
     def evaluate(step: int) -> bool:
-        """Record the validation metrics at ``step``; False if non-finite."""
+        """Record the validation metrics at ``step``; False if the run must stop."""
         model.eval()
         spec.eval_mode(optimizer)
         with torch.no_grad():
             values = problem.evaluate(model)
         spec.train_mode(optimizer)
         model.train()
-        result.eval_steps.append(step)
-        for name, value in values.items():
-            result.evals.setdefault(name, []).append(float(value))
         main = float(values[task.metric])
         if not math.isfinite(main):
+            if rolled_back(step):
+                return evaluate(step)  # the restored model
+            _record_eval(result, step, values)
             result.status = "diverged"
             result.diverged_at = step
             result.reason = f"validation {task.metric} is {main} after {step} updates"
+            if guard is not None:
+                result.reason += f" ({guard.rollbacks} rollbacks, max_rollbacks reached)"
             return False
+        _record_eval(result, step, values)
         if result.best is None or task.better(main, result.best):
             result.best = main
         if result.steps_to_target is None and task.reached(main):
@@ -386,37 +482,80 @@ def _train(
         return True
 
     model.train()
+    if snapshot is not None:
+        snapshot.take()
     if not evaluate(0):
         return
     state = rule.initial()
     for step in range(steps):
-        lr = schedule(step)
+        lr = lr_at(step)
         for group, ratio in zip(optimizer.param_groups, ratios, strict=True):
             group["lr"] = lr * ratio
         effective = spec.effective_lr(optimizer)
         loss = problem.loss(model, next(batches))
         value = float(loss.item())
-        state, found = rule.update(state, value)
-        if found is not None:
-            result.status = "diverged"
-            result.diverged_at = step
-            result.reason = f"{found.reason}: {found.message} at step {step}"
-            return
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        before = [p.detach().clone() for p in params] if step in measure else None
-        optimizer.step()
+        skip = False
+        if guard is not None and snapshot is not None:
+            try:
+                skip = guard.observe(value, step)
+            except Diverged as exc:
+                result.status, result.diverged_at, result.reason = "diverged", step, str(exc)
+                return
+            if skip:
+                snapshot.restore()
+                result.rollbacks.append(step)
+            elif step % SNAPSHOT_EVERY == 0:
+                snapshot.take()  # the weights this loss was computed with: good
+        else:
+            state, found = rule.update(state, value)
+            if found is not None:
+                result.status = "diverged"
+                result.diverged_at = step
+                result.reason = f"{found.reason}: {found.message} at step {step}"
+                return
+        if not skip:
+            _update(loss, optimizer, params, result, step if step in measure else None)
         result.lr.append(effective)
         result.loss.append(value)
         result.steps_done = step + 1
-        if before is not None:
-            with torch.no_grad():
-                delta = math.sqrt(
-                    sum(float((p - b).pow(2).sum()) for p, b in zip(params, before, strict=True))
-                )
-                norm = math.sqrt(sum(float(b.pow(2).sum()) for b in before))
-            result.ratio_steps.append(step)
-            result.update_ratio.append(delta / norm if norm > 0 else math.inf)
+        if observer is not None:
+            block_losses.append(value)
+            if (step + 1) % block == 0:
+                finite = [v for v in block_losses if math.isfinite(v)]
+                observer.observe(sum(finite) / len(finite) if finite else math.nan, step)
+                block_losses = []
         if step + 1 in point_set and not evaluate(step + 1):
             return
     result.final = result.evals[task.metric][-1]
+    if result.rollbacks:
+        result.status = "rescued"
+        result.reason = (
+            f"rescued: {len(result.rollbacks)} rollback(s) at steps "
+            f"{result.rollbacks}; lr x {guard.multiplier if guard else 1.0:g}"
+        )
+
+
+def _record_eval(result: RunResult, step: int, values: dict[str, Any]) -> None:
+    result.eval_steps.append(step)
+    for name, value in values.items():
+        result.evals.setdefault(name, []).append(float(value))
+
+
+def _update(
+    loss: Any, optimizer: Any, params: list[Any], result: RunResult, at: int | None
+) -> None:
+    """Backward and one optimizer step; at ``at``, also record ``||dw|| / ||w||``."""
+    import torch
+
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    before = [p.detach().clone() for p in params] if at is not None else None
+    optimizer.step()
+    if before is not None:
+        with torch.no_grad():
+            delta = math.sqrt(
+                sum(float((p - b).pow(2).sum()) for p, b in zip(params, before, strict=True))
+            )
+            norm = math.sqrt(sum(float(b.pow(2).sum()) for b in before))
+        result.ratio_steps.append(at)
+        result.update_ratio.append(delta / norm if norm > 0 else math.inf)

@@ -98,7 +98,7 @@ class _Best:
         """Record ``result``; return ``"task: best metric=value (setting)"``."""
         task = result.config.get("task", "")
         final = result.final
-        if result.status == "ok" and final is not None:
+        if result.finished and final is not None:
             current = self.best.get(task)
             if current is None or get_task(task).better(final, current[0]):
                 setting = (
@@ -139,8 +139,10 @@ class PlainProgress:
     def update(self, result: RunResult) -> None:
         self.done += 1
         best = self._best.update(result)
-        if result.status == "ok" and result.final is not None:
+        if result.finished and result.final is not None:
             outcome = f"{result.metric}={result.final:.4g}"
+            if result.status == "rescued":
+                outcome += f" ({result.reason})"
         elif result.status == "diverged":
             outcome = f"diverged at step {result.diverged_at}"
         else:

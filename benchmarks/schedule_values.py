@@ -186,6 +186,22 @@ def scalar_cases() -> list[tuple[str, Schedule, int]]:
             5_000,
         ),
         ("0.5 * cosine", 0.5 * cos, 5_000),
+        ("cosine replanned (after at)", cos.replan(20_000, at=4_000), 15_000),
+        (
+            "cosine replanned twice",
+            cos.replan(20_000, at=4_000).replan(25_000, at=12_000),
+            15_000,
+        ),
+        (
+            "wsd replanned (in the decay)",
+            lrkit.wsd(0.1, steps=10_000, warmup_steps=100).replan(12_000, at=8_500),
+            11_000,
+        ),
+        (
+            "one_cycle replanned",
+            lrkit.one_cycle(max_lr=0.1, steps=10_000).replan(15_000, at=2_000),
+            9_000,
+        ),
     ]
 
 

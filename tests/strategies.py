@@ -2,7 +2,8 @@
 
 Every family has its own strategy (``cosines()``, ``wsds()``, ...), and
 ``schedules()`` draws from all of them, including nested ``warmup``, joins
-and scaled schedules. The arguments stay in ranges where every value is a
+and scaled schedules; ``replans()`` draws a schedule with ``replan`` and a
+valid ``(steps, at)`` for it. The arguments stay in ranges where every value is a
 finite float >= 0 at any step up to 10**9, so properties can be checked
 without special cases. Other test modules (the spec tests among them) import
 from here.
@@ -36,6 +37,9 @@ __all__ = [
     "pipes",
     "polynomials",
     "positive_lrs",
+    "replannable_schedules",
+    "replanned_schedules",
+    "replans",
     "scaleds",
     "schedules",
     "step_counts",
@@ -304,3 +308,67 @@ def _extend(children: st.SearchStrategy[Schedule]) -> st.SearchStrategy[Schedule
 def schedules() -> st.SearchStrategy[Schedule]:
     """Any valid schedule: every leaf family, plus nested warmup/join/|/scaled."""
     return st.one_of(leaf_schedules(), st.recursive(leaf_schedules(), _extend, max_leaves=6))
+
+
+# -- replanned schedules ----------------------------------------------------------
+
+
+@st.composite
+def _ending_pipes(draw: st.DrawFn) -> Schedule:
+    """``a | b`` with ``b`` a family that can be replanned (only the last part is)."""
+    return draw(leaf_schedules().filter(lambda s: s.length is not None)) | draw(ending_schedules())
+
+
+def replannable_schedules() -> st.SearchStrategy[Schedule]:
+    """A schedule with ``replan``: an ending family, or a warmup, scaled or pipe of one."""
+    leaf = ending_schedules()
+    return st.one_of(leaf, warmups(leaf), scaleds(leaf), _ending_pipes())
+
+
+def min_replan_steps(s: Schedule, at: int) -> int:
+    """The smallest ``steps`` that ``s.replan(steps, at)`` accepts."""
+    if isinstance(s, lrkit.schedules.Warmup):
+        return s.steps + min_replan_steps(s.schedule, max(at - s.steps, 0))
+    if isinstance(s, lrkit.schedules.Join):
+        begin = s.boundaries[-1]
+        return begin + min_replan_steps(s.schedules[-1], max(at - begin, 0))
+    if isinstance(s, lrkit.schedules.Scaled):
+        return min_replan_steps(s.schedule, at)
+    if isinstance(s, lrkit.schedules.Replanned):
+        return at + 1 + s._gap
+    return at + (2 if isinstance(s, lrkit.schedules.OneCycle) else 1)
+
+
+@st.composite
+def replans(
+    draw: st.DrawFn, schedule: st.SearchStrategy[Schedule] | None = None
+) -> tuple[Schedule, int, int]:
+    """``(s, steps, at)`` for a valid ``s.replan(steps, at)``: ``at`` anywhere from 0
+    to a little past the end (phase edges likely), ``steps`` lengthening or shortening
+    the plan, down to the smallest allowed."""
+    s = draw(replannable_schedules() if schedule is None else schedule)
+    end = s.length
+    assert end is not None
+    edges = [0, 1, end - 1, end, end + 1, end // 2]
+    at = draw(st.one_of(st.sampled_from(edges), st.integers(0, end + 20)))
+    at = max(at, 0)
+    low = min_replan_steps(s, at)
+    steps = draw(
+        st.one_of(
+            st.just(low),
+            st.integers(low, low + 30),
+            st.integers(low, max(low, 2 * end + 10)),
+        )
+    )
+    return s, steps, at
+
+
+@st.composite
+def replanned_schedules(draw: st.DrawFn) -> Schedule:
+    """A schedule replanned once or twice (a run lengthened or shortened twice)."""
+    s, steps, at = draw(replans())
+    out = s.replan(steps, at)
+    if draw(st.booleans()):
+        again, steps, at = draw(replans(st.just(out)))
+        out = again.replan(steps, at)
+    return out

@@ -51,6 +51,7 @@ from lrkit.schedules import (
     MultiStep,
     OneCycle,
     Polynomial,
+    Replanned,
     Scaled,
     Schedule,
     StepDecay,
@@ -311,6 +312,9 @@ def _formula(s: Schedule, t: Array, ops: Ops) -> Array:
     if isinstance(s, Scaled):
         return s.factor * _formula(s.schedule, t, ops)
 
+    if isinstance(s, Replanned):
+        return _replanned(s, t, ops)
+
     raise TypeError(
         f"no tensor formula for {type(s).__name__} ({s!r}); expected an lrkit schedule "
         "of one of the families in lrkit.FACTORIES, or a join or scaled schedule"
@@ -393,4 +397,104 @@ def _wsd(s: WSD, t: Array, ops: Ops) -> Array:
         else:
             shape = ops.half_cosine_rest(rest)
         out = ops.before(t, start, out, s.min_lr + (s.lr - s.min_lr) * shape)
+    return out
+
+
+# --------------------------------------------------------------------------
+# Replanned schedules: the old plan evaluated between its integer steps.
+# --------------------------------------------------------------------------
+
+
+def _replanned(s: Replanned, t: Array, ops: Ops) -> Array:
+    """``s.schedule`` before ``s.at``; after it, ``s.schedule`` at the remapped position.
+
+    The position is carried as two floats: ``u`` (the old plan's step) and ``g``
+    (the old plan's steps still to go before its end), ``g`` worked out from the
+    integer count of new steps still to go, so a decay keeps its relative
+    precision near its end as the integer formulas do.
+    """
+    if s._same is not None:
+        return _formula(s._same, t, ops)
+    head = _formula(s.schedule, t, ops)
+    if not ops.fits(s.at):
+        return head  # the change lies past the largest step: never reached
+    since = ops.offset(t, s.at)  # 0 before at, where the head is taken
+    rest = _fraction_left(ops, since, s._new_span)  # 1 - fraction of the new remainder done
+    done = ops.float_(ops.min_int(since, s._new_span)) / s._new_span
+    u = s.at + s._old_span * done
+    tail = _at_position(s.schedule, u, s._old_span * rest, ops)
+    return ops.before(t, s.at, head, tail)
+
+
+def _at_position(s: Schedule, u: Array, g: Array, ops: Ops) -> Array:
+    """A replannable schedule at the float position ``u``, ``g`` steps before its end."""
+    xp = ops.xp
+    if isinstance(s, Cosine):
+        return s.min_lr + (s.lr - s.min_lr) * ops.half_cosine_rest(g / s.steps)
+    if isinstance(s, Linear):
+        return s.start_lr * (g / s.steps) + s.end_lr * xp.minimum(u / s.steps, 1.0)
+    if isinstance(s, Polynomial):
+        log_left = s.power * xp.log(g / s.steps)
+        return s.lr * xp.exp(log_left) - s.end_lr * xp.expm1(log_left)
+    if isinstance(s, WSD):
+        return _wsd_at_position(s, u, g, ops)
+    if isinstance(s, OneCycle):
+        return _one_cycle_at_position(s, u, g, ops)
+    if isinstance(s, Replanned):
+        if s._tail is not None:  # a wsd with its decay moved: the same end step
+            return _at_position(s._tail, u, g, ops)
+        shift = float(s._new_end - s._old_end)  # its end step minus its schedule's
+        if s._same is not None:  # the plan was over: the schedule itself, held
+            return _at_position(
+                s.schedule, xp.minimum(u, float(s._old_end)), xp.maximum(g - shift, 0.0), ops
+            )
+        head = _at_position(s.schedule, u, xp.maximum(g - shift, 0.0), ops)
+        done = xp.minimum(xp.maximum((u - s.at) / s._new_span, 0.0), 1.0)
+        rest = xp.minimum(xp.maximum(g / s._new_span, 0.0), 1.0)
+        tail = _at_position(s.schedule, s.at + s._old_span * done, s._old_span * rest, ops)
+        return xp.where(u < s.at, head, tail)
+    raise TypeError(f"no replan formula for {type(s).__name__} ({s!r})")
+
+
+def _wsd_at_position(s: WSD, u: Array, g: Array, ops: Ops) -> Array:
+    xp = ops.xp
+    w, d = s.warmup_steps, s.decay_count
+    out = u * 0.0 + s.lr
+    if w:
+        out = xp.where(u < w, s.lr * u / w, out)
+    if d:
+        rest = xp.minimum(g, float(d)) / d  # 1 - x, from the steps still to go
+        if s.decay_shape == "1-sqrt":
+            shape = rest / (1.0 + xp.sqrt(xp.maximum(1.0 - rest, 0.0)))
+        elif s.decay_shape == "linear":
+            shape = rest
+        else:
+            shape = ops.half_cosine_rest(rest)
+        out = xp.where(u < s.steps - d, out, s.min_lr + (s.lr - s.min_lr) * shape)
+    return out
+
+
+def _one_cycle_at_position(s: OneCycle, u: Array, g: Array, ops: Ops) -> Array:
+    xp = ops.xp
+    u = xp.minimum(u, float(s.steps - 1))
+    phases = s._phases()
+    begin = 0.0
+    values = []
+    for k, (stop, a, b) in enumerate(phases):
+        span = stop - begin
+        if span > 0:
+            x = (u - begin) / span
+            # The last phase ends where the plan does: its rest is g, to full precision.
+            rest = g / span if k == len(phases) - 1 else (stop - u) / span
+        else:
+            x = u * 0.0 + 1.0
+            rest = u * 0.0
+        if s.anneal == "cos":
+            values.append(a * ops.half_cosine_rest(rest) + b * ops.half_cosine_rest(x))
+        else:
+            values.append(a * rest + b * x)
+        begin = stop
+    out = values[-1]
+    for (stop, _, _), value in reversed(list(zip(phases[:-1], values[:-1], strict=True))):
+        out = xp.where(u <= stop, value, out)
     return out

@@ -26,7 +26,7 @@ import bisect
 import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, dataclass, fields, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -45,6 +45,7 @@ __all__ = [
     "MultiStep",
     "OneCycle",
     "Polynomial",
+    "Replanned",
     "Scaled",
     "Schedule",
     "StepDecay",
@@ -60,6 +61,7 @@ __all__ = [
     "multistep",
     "one_cycle",
     "polynomial",
+    "replan",
     "step_decay",
     "warmup",
     "wsd",
@@ -274,6 +276,70 @@ class Schedule(abc.ABC):
         for name, value, _ in self._params():
             out[name] = _plain(value)
         return out
+
+    def replan(self, steps: int, at: int) -> Schedule:
+        """The same plan, changed at step ``at`` so that it ends at step ``steps``.
+
+        For a run that turns out to need more (or fewer) steps than planned:
+        the result equals ``self`` at every step before ``at`` (plots and
+        resumes show the true history), keeps the value at ``at`` exactly, and
+        from there runs what was left of the plan, stretched or shrunk, to
+        reach the end value (``min_lr``, ``end_lr``) at step ``steps`` (one_cycle:
+        at ``steps - 1``, its own convention) and hold it. A decaying plan
+        never rises after ``at``.
+
+        * cosine, linear, polynomial, one_cycle, and wsd once its decay has
+          begun: the rest of the curve is remapped linearly. With ``E`` the
+          old end step and ``E'`` the new one, for ``at <= t <= E'``::
+
+              new(t) = old(at + (E - at) * (t - at) / (E' - at))
+
+          so ``new(at) == old(at)`` and ``new(E') == old(E)``. The result is
+          ``replan(old, steps=..., at=...)`` (:class:`Replanned`), or the
+          family itself with ``steps`` changed when ``at == 0``.
+        * wsd before its decay: the decay keeps its length and moves to end at
+          ``steps`` (the result is a plain ``wsd(...)``); if it no longer fits
+          after ``at``, what is left (stable part and decay) is remapped as above.
+        * ``warmup(s, ...)``, ``factor * s`` and joins (``a | s``) replan the
+          schedule ``s`` they wrap or end with, at shifted steps.
+        * ``at`` at or past the old end: the plan is over, so the result holds
+          the end value (the same values as ``self``) with length ``steps``.
+
+        Replanning a replanned schedule nests: a run lengthened twice is
+        ``replan(replan(s, ...), ...)``.
+
+        Args:
+            steps: the new end step, an int > ``at`` (one_cycle: >= ``at + 2``).
+            at: the step where the plan changes, an int >= 0 (usually the
+                current step: the first step the new plan decides).
+
+        Returns:
+            A new schedule; ``self`` is unchanged.
+
+        Raises:
+            ValueError: ``steps`` or ``at`` out of range, or a family that has
+                no replan (the message lists those that have).
+
+        Examples:
+            >>> s = cosine(lr=1.0, steps=100)
+            >>> r = s.replan(200, at=50)
+            >>> r
+            replan(cosine(lr=1.0, steps=100), steps=200, at=50)
+            >>> r(49) == s(49), r(50) == s(50), r(125) == s(75), r(200), r.length
+            (True, True, True, 0.0, 200)
+            >>> wsd(1.0, steps=100, decay_steps=20).replan(150, at=30)
+            wsd(lr=1.0, steps=150, decay_steps=20)
+        """
+        at = _count("replan", "at", at, low=0)
+        steps = _count("replan", "steps", steps, low=at + 1)
+        return self._replan(steps, at)
+
+    def _replan(self, steps: int, at: int) -> Schedule:
+        """:meth:`replan` with checked arguments; families that support it override this."""
+        raise ValueError(
+            f"replan: cannot replan {self.name}(...) schedules ({self}); replan works for "
+            f"{_REPLANNABLE}"
+        )
 
     def __or__(self, other: Schedule) -> Schedule:
         if not isinstance(other, Schedule):
@@ -495,6 +561,9 @@ class Linear(Schedule):
         out = self.start_lr + (self.end_lr - self.start_lr) * frac
         return np.where(t >= self.steps, self.end_lr, out)
 
+    def _replan(self, steps: int, at: int) -> Schedule:
+        return _replan_family(self, steps, at)
+
 
 def _half_cosine(frac: float) -> float:
     """1 at frac=0 down to 0 at frac=1: (1 + cos(pi * frac)) / 2."""
@@ -546,6 +615,9 @@ class Cosine(Schedule):
     def _values(self, t: np.ndarray) -> np.ndarray:
         frac = np.minimum(t, self.steps) / self.steps
         return self.min_lr + (self.lr - self.min_lr) * _half_cosine_np(frac)
+
+    def _replan(self, steps: int, at: int) -> Schedule:
+        return _replan_family(self, steps, at)
 
 
 #: Steps below this are looked up in CosineRestarts' table of cycles (period_mult > 1).
@@ -672,6 +744,9 @@ class Polynomial(Schedule):
     def _values(self, t: np.ndarray) -> np.ndarray:
         remaining = 1.0 - np.minimum(t, self.steps) / self.steps
         return self.end_lr + (self.lr - self.end_lr) * np.power(remaining, self.power)
+
+    def _replan(self, steps: int, at: int) -> Schedule:
+        return _replan_family(self, steps, at)
 
 
 _CYCLIC_MODES = ("triangular", "triangular2", "exp_range")
@@ -851,6 +926,9 @@ class OneCycle(Schedule):
             begin = stop
         return out
 
+    def _replan(self, steps: int, at: int) -> Schedule:
+        return _replan_family(self, steps, at)
+
 
 @dataclass(frozen=True, eq=True, repr=False)
 class InverseSqrt(Schedule):
@@ -1005,6 +1083,10 @@ class WSD(Schedule):
             out[late] = self.min_lr + (self.lr - self.min_lr) * _decay_shape_np(self.decay_shape, x)
         return out
 
+    def _replan(self, steps: int, at: int) -> Schedule:
+        replanned = Replanned(self, steps, at)
+        return replanned._tail or replanned  # before the decay: a plain wsd, moved
+
 
 _WARMUP_SHAPES = ("linear", "cosine", "exponential")
 
@@ -1075,6 +1157,19 @@ class Warmup(Schedule):
             ramp = x if self.shape == "linear" else 0.5 * (1.0 - np.cos(np.pi * x))
             out[~late] = self.start_lr + (target - self.start_lr) * ramp
         return out
+
+    def _replan(self, steps: int, at: int) -> Schedule:
+        # The wrapped schedule starts at step self.steps. Replanned at (or, while the
+        # warmup still runs, at its own step 0) it keeps its first value, so the
+        # ramp, which only depends on that value, stays the same.
+        w = self.steps
+        if steps <= w:
+            raise ValueError(
+                f"replan: steps must be an integer > {w} (the warmup's steps: the wrapped "
+                f"schedule needs at least one step to reach its end), got {steps}"
+            )
+        inner = _replan_inside(self.schedule, steps - w, max(at - w, 0), offset=w)
+        return Warmup(inner, w, self.start_lr, self.shape)
 
 
 @dataclass(frozen=True, eq=True, repr=False)
@@ -1171,6 +1266,17 @@ class Join(Schedule):
                 out[here] = part._values(t[here] - begin)
         return out
 
+    def _replan(self, steps: int, at: int) -> Schedule:
+        # Only the last part changes: parts before it keep their steps.
+        begin = self.boundaries[-1]
+        if steps <= begin:
+            raise ValueError(
+                f"replan: steps must be an integer > {begin} (where the join's last part "
+                f"starts: it needs at least one step to reach its end), got {steps}"
+            )
+        last = _replan_inside(self.schedules[-1], steps - begin, max(at - begin, 0), begin)
+        return Join(schedules=(*self.schedules[:-1], last), boundaries=self.boundaries)
+
 
 @dataclass(frozen=True, eq=True, repr=False)
 class Scaled(Schedule):
@@ -1212,6 +1318,200 @@ class Scaled(Schedule):
 
     def _values(self, t: np.ndarray) -> np.ndarray:
         return self.factor * self.schedule._values(t)
+
+    def _replan(self, steps: int, at: int) -> Schedule:
+        return Scaled(factor=self.factor, schedule=self.schedule._replan(steps, at))
+
+
+# --------------------------------------------------------------------------
+# Plans changed mid-run: Schedule.replan and the replan(...) spec form.
+# --------------------------------------------------------------------------
+
+_REPLANNABLE = (
+    "cosine, linear, polynomial, one_cycle and wsd schedules, warmup(...) and "
+    "'factor * s' of those, joins whose last part is one of those, and replanned ones"
+)
+
+
+def _end_step(s: Schedule) -> int:
+    """The step where a replannable schedule reaches its end value."""
+    if isinstance(s, Replanned):
+        return s._new_end
+    if isinstance(s, OneCycle):
+        return s.steps - 1  # torch's convention
+    return s.steps
+
+
+def _moved_wsd(w: WSD, steps: int, at: int) -> WSD | None:
+    """``w`` with its decay moved to end at ``steps``, if the decay has not begun at
+    ``at`` and still fits, whole, after it; else None."""
+    d = w.decay_count
+    if at < w.steps - d and steps - d > at and steps >= w.warmup_steps + d:
+        return WSD(w.lr, steps, w.warmup_steps, d, w.decay_shape, w.min_lr)
+    return None
+
+
+@dataclass(frozen=True, eq=True, repr=False)
+class Replanned(Schedule):
+    """``schedule`` as planned before step ``at``; from ``at`` on, what was left of
+    it, stretched or shrunk to end at ``steps``. Made by :meth:`Schedule.replan`.
+
+    With ``E`` the step where ``schedule`` reaches its end value (its
+    ``steps``; one_cycle's ``steps - 1``) and ``E'`` the new one (``steps``;
+    ``steps - 1`` for a one_cycle):
+
+        lr(t) = schedule(t)                                       t < at
+                schedule(at + (E - at) * (t - at) / (E' - at))    at <= t < E'
+                schedule(E)                                       t >= E'
+
+    ``schedule`` is evaluated between its integer steps there, with its own
+    formula. Two cases differ:
+
+    * a wsd whose decay has not begun at ``at`` and fits whole after it keeps
+      its decay length and moves it to end at ``steps``: the values are those
+      of ``wsd(..., steps=steps, decay_steps=D)``;
+    * ``at >= E``: the plan is over; the values are those of ``schedule``.
+
+    ``schedule`` is a cosine, linear, polynomial, one_cycle, wsd or replanned
+    schedule; ``replan(...)`` in a spec also takes warmup, scaled and joined
+    ones, and replans the schedule they wrap (as :meth:`Schedule.replan` does).
+
+    Examples:
+        >>> s = Replanned(linear(1.0, 0.0, steps=10), steps=15, at=5)
+        >>> s(4), s(5), s(10), s(15)
+        (0.6, 0.5, 0.25, 0.0)
+        >>> s
+        replan(linear(start_lr=1.0, end_lr=0.0, steps=10), steps=15, at=5)
+    """
+
+    schedule: Schedule
+    steps: int
+    at: int
+    name: ClassVar[str] = "replan"
+
+    def __post_init__(self) -> None:
+        name = self.name
+        inner = _as_schedule(name, "schedule", self.schedule)
+        if not isinstance(inner, _WARPABLE):
+            raise _fail(
+                name,
+                "schedule",
+                "a cosine, linear, polynomial, one_cycle, wsd or replan(...) schedule "
+                "(for warmup, scaled and joined schedules call their .replan())",
+                inner,
+            )
+        at = _count(name, "at", self.at, low=0)
+        steps = _count(name, "steps", self.steps)
+        # Where the new plan ends: one_cycle (and a replanned one) ends at steps - 1.
+        gap = (
+            1 if isinstance(inner, OneCycle) or (isinstance(inner, Replanned) and inner._gap) else 0
+        )
+        if steps - gap <= at:
+            why = " (one_cycle ends at steps - 1, which must come after at)" if gap else ""
+            raise ValueError(
+                f"{name}: steps must be an integer >= at + {1 + gap} = {at + 1 + gap}{why}, "
+                f"got {steps}"
+            )
+        _setfield(self, "at", at)
+        _setfield(self, "steps", steps)
+        old_end, new_end = _end_step(inner), steps - gap
+        tail = _moved_wsd(inner, steps, at) if isinstance(inner, WSD) else None
+        # Worked out once for the scalar path (set like fields: see WSD).
+        _setfield(self, "_gap", gap)
+        _setfield(self, "_tail", tail)
+        _setfield(self, "_new_end", new_end)
+        _setfield(self, "_old_end", old_end)
+        _setfield(self, "_old_span", old_end - at)
+        _setfield(self, "_new_span", new_end - at)
+        _setfield(self, "_end_lr", inner._at(old_end))
+        # A schedule with the same values at every step, when there is one.
+        same = tail if tail is not None else inner if at >= old_end else None
+        _setfield(self, "_same", same)
+        # What the scalar path reads, in one tuple; with `same`, every step is "before at".
+        start = math.inf if same is not None else at
+        call = same._at if same is not None else inner._at
+        _setfield(self, "_plan", (start, new_end, old_end - at, new_end - at, call))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt from the fields (the bound method in _plan is derived, not state).
+        return (Replanned, (self.schedule, self.steps, self.at))
+
+    @property
+    def length(self) -> int:
+        return self.steps
+
+    def _at(self, t: int) -> float:
+        at, new_end, old_span, new_span, call = self._plan
+        if t < at:
+            return call(t)
+        if t >= new_end:
+            return self._end_lr
+        # (E - at) * (t - at) is an exact int: one rounding, and exactly E at t = E'.
+        return call(at + old_span * (t - at) / new_span)
+
+    def _values(self, t: np.ndarray) -> np.ndarray:
+        same = self._same
+        if same is not None:
+            return same._values(t)
+        out = np.empty(t.shape)
+        early = t < self.at
+        out[early] = self.schedule._values(t[early])
+        late_t = t[~early]
+        moving = late_t < self._new_end
+        late = np.full(late_t.shape, self._end_lr)
+        u = self.at + self._old_span * (late_t[moving] - self.at) / self._new_span
+        late[moving] = self.schedule._values(u)
+        out[~early] = late
+        return out
+
+    def _replan(self, steps: int, at: int) -> Schedule:
+        if self._tail is not None:  # the same values as a plain wsd: replan that
+            return self._tail._replan(steps, at)
+        return Replanned(self, steps, at)
+
+
+_WARPABLE = (Cosine, Linear, Polynomial, OneCycle, WSD, Replanned)
+
+
+def _replan_family(s: Schedule, steps: int, at: int) -> Schedule:
+    """``Replanned(s, steps, at)``, or ``s`` with ``steps`` changed when ``at == 0``."""
+    replanned = Replanned(s, steps, at)
+    if at == 0:
+        moved = replace(s, steps=steps)  # type: ignore[type-var]
+        if moved._at(0) == s._at(0):  # one_cycle's first phase can vanish for few steps
+            return moved
+    return replanned
+
+
+def _replan_inside(inner: Schedule, steps: int, at: int, offset: int) -> Schedule:
+    """``inner.replan(steps, at)`` for a schedule that starts at step ``offset``."""
+    try:
+        return inner._replan(steps, at)
+    except ValueError as exc:
+        raise ValueError(
+            f"{exc} (in the schedule starting at step {offset}, replanned with "
+            f"steps={steps}, at={at})"
+        ) from None
+
+
+def replan(schedule: Schedule, steps: int, at: int) -> Schedule:
+    """The spec form of :meth:`Schedule.replan`: ``replan(schedule, steps=..., at=...)``.
+
+    A cosine, linear, polynomial, one_cycle, wsd or replanned ``schedule``
+    gives ``Replanned(schedule, steps, at)`` as written (what ``str()`` of one
+    prints, so ``parse(str(r)) == r``); any other gives
+    ``schedule.replan(steps, at)``.
+
+    Examples:
+        >>> import lrkit
+        >>> lrkit.parse("replan(cosine(lr=0.1, steps=1000), steps=1500, at=400)").length
+        1500
+        >>> lrkit.parse("replan(warmup(cosine(lr=0.1, steps=900), steps=100), steps=1500, at=400)")
+        warmup(replan(cosine(lr=0.1, steps=900), steps=1400, at=300), steps=100)
+    """
+    if isinstance(schedule, _WARPABLE):
+        return Replanned(schedule, steps, at)
+    return _as_schedule("replan", "schedule", schedule).replan(steps, at)
 
 
 # --------------------------------------------------------------------------
@@ -1269,3 +1569,4 @@ FACTORIES: dict[str, Any] = {
     )
 }
 FACTORIES["join"] = join
+FACTORIES["replan"] = replan

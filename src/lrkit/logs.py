@@ -136,9 +136,7 @@ class TensorBoardWriter:
         self._pending.append(_record(_event(now, 0, _field(3, b"brain.Event:2"))))
         self.flush()
 
-    def add_scalar(
-        self, tag: str, value: float, step: int, wall_time: float | None = None
-    ) -> None:
+    def add_scalar(self, tag: str, value: float, step: int, wall_time: float | None = None) -> None:
         """Record one scalar ``value`` under ``tag`` at ``step``."""
         self.add_scalars({tag: value}, step, wall_time)
 

@@ -209,15 +209,40 @@ def test_frameworks_page_examples_run_and_agree(capsys):
     page = Path(__file__).resolve().parents[1] / "docs" / "frameworks.md"
     text = page.read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
-    assert len(blocks) == 4
+    assert len(blocks) == 6
     namespace = {"__name__": "docs_example"}
     for code in blocks:  # one namespace: the saving example continues the Keras one
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             exec(compile(code, str(page), "exec"), namespace)
     printed = capsys.readouterr().out.strip()
-    shown = re.search(r"Output:\n\n```text\n(.*?)```", text, flags=re.S)
-    assert shown is not None
-    assert printed == shown.group(1).strip()
-    curves = [line.split(" ", 1)[1] for line in printed.splitlines() if "[" in line]
+    shown = re.findall(r"Output[^\n]*:\n\n```text\n(.*?)```", text, flags=re.S)
+    assert len(shown) == 3
+    assert printed == "\n".join(block.strip() for block in shown)
+    curves = [
+        line.split(" ", 1)[1]
+        for line in printed.splitlines()
+        if line.split(" ", 1)[0] in ("torch", "keras", "optax") and "[" in line
+    ]
     assert len(curves) == 3 and len(set(curves)) == 1  # torch, keras and optax agree
+
+
+def test_framework_agreement_script_measures_float32_rounding_only(tmp_path: Path):
+    """benchmarks/framework_agreement.py: the lr each framework's update applied."""
+    import runpy
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "framework_agreement.py"
+    bench = runpy.run_path(str(script), run_name="framework_agreement")
+    result = bench["measure"](steps=360)
+    eps = float(np.finfo(np.float32).eps)
+    assert len(result["used"]) == 3
+    for name, used in result["used"].items():
+        assert used.shape == (360,) and used.dtype == np.float64, name
+    torch_diff, keras_diff, optax_diff = result["vs_lrkit"].values()
+    assert torch_diff <= eps / 2  # lrkit's float64 value, rounded once to float32
+    assert keras_diff <= 3 * eps and optax_diff <= 3 * eps
+    assert result["between"] <= 3 * eps
+    assert max(torch_diff, keras_diff, optax_diff) > 0  # float32 really was measured
+    out = tmp_path / "overlay.png"
+    bench["plot"](result, out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

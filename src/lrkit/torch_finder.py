@@ -33,8 +33,6 @@ import copy
 import math
 import random
 from collections.abc import Callable, Generator, Iterable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,115 +40,9 @@ import torch
 from torch.optim import Optimizer
 
 from lrkit import finder
+from lrkit.finder import FinderResult  # framework-neutral: lives in the pure core
 
 __all__ = ["FinderResult", "find_lr"]
-
-
-@dataclass(frozen=True, eq=False)  # arrays inside: no field-wise ==
-class FinderResult:
-    """What an lr range test found.
-
-    Attributes:
-        suggestion: The suggested lr (``nan`` when the sweep was too short).
-        lrs: The first param group's lr at each recorded step.
-        losses: The loss at each step (the validation loss with a
-            ``val_loader``; with ``repeats > 1`` the mean over the repeats of
-            the steps they all reached).
-        smoothed: :func:`lrkit.finder.smooth` of ``losses``.
-        interval: ``(low, high)``, see :class:`lrkit.finder.Suggestion`.
-        confidence: In ``[0, 1]``; below 0.5, look at the plot.
-        reason: One line on what limits the confidence.
-        method: The suggestion rule used.
-        stopped: The index of the step where the loss diverged, or ``None``.
-        updates: Optimizer updates made, all repeats together.
-        runs: The losses of each repeat.
-        run_suggestions: Each repeat's own suggestion (one entry when
-            ``repeats=1``); their spread shows how much the data order matters.
-    """
-
-    suggestion: float
-    lrs: np.ndarray
-    losses: np.ndarray
-    smoothed: np.ndarray
-    interval: tuple[float, float]
-    confidence: float
-    reason: str
-    method: str
-    stopped: int | None
-    updates: int
-    runs: tuple[np.ndarray, ...] = field(default=())
-    run_suggestions: tuple[float, ...] = field(default=())
-
-    @property
-    def spread(self) -> float:
-        """The largest over the smallest of :attr:`run_suggestions` (1.0 for one run)."""
-        finite = [s for s in self.run_suggestions if math.isfinite(s) and s > 0]
-        return max(finite) / min(finite) if len(finite) > 1 else 1.0
-
-    def plot(self, path: str | Path | None = None, *, ax: Any = None) -> Any:
-        """Draw loss against lr (log axis): raw and smoothed, the suggestion and its interval.
-
-        matplotlib is imported here. With ``path`` and no ``ax`` the figure is
-        a bare ``matplotlib.figure.Figure`` (no pyplot, no display, nothing
-        left open) saved there, its format following the extension; with
-        ``ax`` the curves go there; with neither a pyplot figure is made.
-
-        Args:
-            path: Where to save the figure (parent folders are created).
-            ax: A matplotlib Axes to draw into.
-
-        Returns:
-            The matplotlib Axes.
-        """
-        if ax is None:
-            if path is not None:
-                from matplotlib.figure import Figure
-
-                fig = Figure(figsize=(7.0, 4.5), dpi=120, layout="constrained")
-            else:
-                import matplotlib.pyplot as plt
-
-                fig = plt.figure(figsize=(7.0, 4.5), dpi=120, layout="constrained")
-            ax = fig.add_subplot()
-        finite = np.isfinite(self.losses)
-        ax.plot(self.lrs[finite], self.losses[finite], color="0.6", linewidth=0.9, label="loss")
-        ax.plot(self.lrs, self.smoothed, color="C0", linewidth=1.8, label="smoothed")
-        if math.isfinite(self.suggestion):
-            low, high = self.interval
-            ax.axvspan(low, high, color="C2", alpha=0.15, label=f"interval {low:.2g}-{high:.2g}")
-            ax.axvline(
-                self.suggestion,
-                color="C2",
-                linewidth=1.5,
-                label=f"{self.method}: {self.suggestion:.3g}",
-            )
-        if self.stopped is not None:
-            ax.axvline(self.lrs[self.stopped], color="C3", linestyle=":", label="diverged")
-        end = len(self.losses) if self.stopped is None else self.stopped
-        pool = np.concatenate([self.losses[:end], self.smoothed[:end]])
-        pool = pool[np.isfinite(pool)]
-        if len(pool):  # keep the blow-up from flattening the interesting part
-            bottom = float(pool.min())
-            raw = self.losses[:end][np.isfinite(self.losses[:end])]
-            start = float(np.median(raw[: max(3, len(raw) // 10)])) if len(raw) else bottom
-            top = min(float(np.quantile(pool, 0.98)), start + max(start - bottom, 0.0))
-            pad = 0.05 * (top - bottom) if top > bottom else 0.05 * max(abs(top), 1.0)
-            ax.set_ylim(bottom - pad, top + pad)
-        ax.set_xscale("log")
-        ax.set_xlabel("learning rate")
-        ax.set_ylabel("loss")
-        ax.set_title(
-            f"lr range test: {self.suggestion:.3g} (confidence {self.confidence:.2f})\n"
-            f"{self.reason}",
-            fontsize=8,
-        )
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8, loc="best")
-        if path is not None:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            root: Any = getattr(ax.figure, "figure", ax.figure)
-            root.savefig(path)
-        return ax
 
 
 # ---------------------------------------------------------------------------

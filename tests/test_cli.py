@@ -384,3 +384,148 @@ def test_compare_refuses_a_store_that_is_not_sqlite(tmp_path: Path) -> None:
         result.stderr.startswith("Error: store ") and "is not an lrkit run store" in result.stderr
     )
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+# -- lrkit find-lr ----------------------------------------------------------------
+
+
+def test_find_lr_prints_the_suggestion_and_writes_the_plot_and_json(tmp_path: Path) -> None:
+    from lrkit.bench.find import suggest_lr
+
+    out = tmp_path / "found"
+    args = ["--task", "quadratic", "--optimizer", "momentum", "--steps", "60"]
+    result = invoke("find-lr", *args, "--out", str(out))
+    assert result.exit_code == 0, result.output
+    direct = suggest_lr("quadratic", "momentum", num_steps=60)
+    lines = dict(line.split(None, 1) for line in result.stdout.splitlines())
+    assert lines["suggestion"].split()[0] == f"{direct.suggestion:.3g}"
+    assert lines["interval"] == f"{direct.interval[0]:.2g} .. {direct.interval[1]:.2g}"
+    assert lines["confidence"].startswith(f"{direct.confidence:.2f}")
+    assert lines["reason"] == direct.reason
+    assert lines["cost"].startswith(f"{direct.updates} training steps in ")
+    # a progress line on stderr, before the sweep
+    assert result.stderr.startswith("lr range test: quadratic with momentum, 60 steps from 1e-07")
+    png_size(out / "quadratic-momentum.png")
+    doc = json.loads((out / "quadratic-momentum.json").read_text())
+    assert doc["task"] == "quadratic" and doc["optimizer"] == "momentum"
+    assert doc["settings"]["num_steps"] == 60 and doc["settings"]["seed"] == 0
+    assert doc["suggestion"] == direct.suggestion
+    assert doc["interval"] == list(direct.interval)
+    assert doc["losses"] == direct.losses.tolist() and doc["lrs"] == direct.lrs.tolist()
+    assert sorted(p.name for p in out.iterdir()) == [
+        "quadratic-momentum.json",
+        "quadratic-momentum.png",
+    ]
+
+
+def test_find_lr_flags_a_low_confidence_with_its_reason(tmp_path: Path) -> None:
+    # A ramp that ends far below where the quadratic starts to move: no descent to see.
+    result = invoke(
+        "find-lr", "--task", "quadratic", "--optimizer", "sgd", "--steps", "30",
+        "--min-lr", "1e-9", "--max-lr", "1e-7", "--out", str(tmp_path),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "LOW: look at the plot" in result.stdout
+    assert "reason      no clear descent" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--task", "mnist"], "--task: unknown task 'mnist'; known tasks: charlm, digits"),
+        (["--task", "digits", "--optimizer", "lion"], "--optimizer: unknown optimizer 'lion'"),
+        (
+            ["--task", "digits", "--optimizer", "prodigy"],
+            "--optimizer: 'prodigy' is learning-rate free",
+        ),
+        (["--task", "digits", "--steps", "1"], "--steps must be an integer >= 2, got 1"),
+        (["--task", "digits", "--repeats", "0"], "--repeats must be an integer >= 1, got 0"),
+        (["--task", "digits", "--min-lr", "0"], "--min-lr must be a finite number > 0, got 0"),
+        (["--task", "digits", "--max-lr", "1e-8"], "--max-lr must be a finite number > --min-lr"),
+        (["--task", "digits", "--method", "best"], "--method must be one of default, steepest"),
+    ],
+)
+def test_find_lr_bad_input_exits_2_with_one_line(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    result = invoke("find-lr", *args, "--out", str(tmp_path / "out"))
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"Error: {message}")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_find_lr_out_must_be_a_folder(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = invoke("find-lr", "--task", "quadratic", "--out", str(blocker))
+    assert result.exit_code == 2
+    assert result.stderr == f"Error: --out {str(blocker)!r} exists and is not a folder\n"
+
+
+def test_help_lists_find_lr_and_compare_documents_auto() -> None:
+    assert "find-lr" in invoke("--help").stdout
+    text = " ".join(invoke("compare", "--help").stdout.replace("│", " ").split())
+    assert "auto" in text and "half a decade apart" in text
+
+
+# -- lrkit compare --lrs auto -----------------------------------------------------------
+
+AUTO_ARGS = ["--tasks", "quadratic,rosenbrock", "--optimizers", "sgd,adam,schedulefree"]
+AUTO_ARGS += ["--schedules", "constant()", "--seeds", "1", "--budget", "0.1", "--workers", "1"]
+AUTO_ARGS += ["--lrs", "auto", "--multipliers", "0.5,1"]
+
+
+def test_compare_lrs_auto_centres_each_grid_on_the_finder_and_resumes(tmp_path: Path) -> None:
+    from lrkit.bench.find import centred_lrs, suggest_lr
+
+    out = tmp_path / "report"
+    result = invoke("compare", *AUTO_ARGS, "--out", str(out))
+    assert result.exit_code == 0, result.output
+    expected = {}
+    for task in ("quadratic", "rosenbrock"):
+        for opt in ("sgd", "adam"):
+            s = suggest_lr(task, opt).suggestion
+            expected[(task, opt)] = centred_lrs(s)
+            assert f"lr finder {task} x {opt}: {s:.3g} " in result.stdout
+            assert f"-> lrs {', '.join(f'{x:g}' for x in expected[(task, opt)])}" in result.stdout
+    assert "lr finder quadratic x schedulefree" not in result.stdout
+    # 2 tasks x (2 optimizers x 5 lrs + schedulefree x 2 multipliers) x 1 seed
+    assert "24 runs: 24 run now, 0 from the store" in result.stdout
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["grid"]["lrs"] == "auto"
+    assert {(p["task"], p["optimizer"]): p["lrs"] for p in doc["grid"]["pair_lrs"]} == expected
+    assert doc["grid"]["finder"]["quadratic/sgd"]["lrs"] == expected[("quadratic", "sgd")]
+    assert doc["grid"]["finder"]["quadratic/sgd"]["updates"] <= 100
+    ran: dict[tuple[str, str], set[float]] = {}
+    for run in doc["runs"]:
+        config = run["config"]
+        ran.setdefault((config["task"], config["optimizer"]), set()).add(config["lr"])
+    for pair, lrs in expected.items():
+        assert ran[pair] == set(lrs)
+    assert ran[("quadratic", "schedulefree")] == {0.5, 1.0}
+    cache = out / "runs.finder.json"
+    assert cache.is_file()
+
+    # A re-run reads the suggestions back: the same grid, every run from the store.
+    again = invoke("compare", *AUTO_ARGS, "--out", str(out))
+    assert again.exit_code == 0, again.output
+    assert "24 runs: 0 run now, 24 from the store" in again.stdout
+
+    # The kept suggestion is what counts (it is not recomputed): move one, see its grid move.
+    data = json.loads(cache.read_text())
+    data["entries"]["quadratic/sgd"]["suggestion"] = 0.01
+    cache.write_text(json.dumps(data))
+    moved = invoke("compare", *AUTO_ARGS, "--workers", "0", "--out", str(out))  # the last wins
+    assert moved.exit_code == 0, moved.output
+    assert "lr finder quadratic x sgd: 0.01 " in moved.stdout
+    assert "-> lrs 0.001, 0.00316, 0.01, 0.0316, 0.1" in moved.stdout
+    assert "24 runs: 5 run now, 19 from the store" in moved.stdout
+
+
+def test_compare_lrs_auto_mixed_with_values_exits_2(tmp_path: Path) -> None:
+    result = invoke("compare", "--lrs", "auto", "--lrs", "0.1", "--out", str(tmp_path / "o"))
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: --lrs: 'auto' cannot be combined with other values")
+    assert not (tmp_path / "o").exists()

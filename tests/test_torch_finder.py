@@ -397,7 +397,7 @@ def test_docs_examples_run(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.chdir(tmp_path)
     page = pathlib.Path(__file__).resolve().parents[1] / "docs" / "finder.md"
     blocks = re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
-    assert len(blocks) == 2
+    assert len(blocks) == 3
     for code in blocks:
         exec(compile(code, str(page), "exec"), {"__name__": "docs_example"})
     assert os.listdir(tmp_path) == []

@@ -335,6 +335,7 @@ _COMPARE_EXAMPLES = """\
   lrkit compare --schedules "cosine()" --schedules "warmup(cosine(), steps=30)" \\
       --lrs "logspace(1e-4,1,9)" --budget 0.5 --workers 2
   lrkit compare --tasks quadratic,rosenbrock --optimizers prodigy --multipliers 0.5,1,2
+  lrkit compare --tasks digits --optimizers sgd,adam --lrs auto
 
 Schedules are lrkit specs that may leave out lr and steps ("cosine()"): each
 run fills them with its learning rate and the task's step budget. Run the
@@ -449,6 +450,55 @@ def _write_results(
     return results_path
 
 
+def _finder_cache_path(store_path: Path) -> Path:
+    """Where ``--lrs auto`` keeps its suggestions: ``runs.sqlite`` -> ``runs.finder.json``."""
+    return store_path.with_name(store_path.stem + ".finder.json")
+
+
+def _auto_grid(grid: object, store_path: Path) -> tuple[object, dict[str, dict]]:
+    """``--lrs auto``: each (task, optimizer)'s lrs centred on the finder's suggestion.
+
+    Prints each pair's suggestion and grid (on stderr while it runs, the grid
+    on stdout); returns the grid and the finder entries for results.json.
+    """
+    from lrkit.bench.find import AUTO_POINTS, AUTO_SPACING, FinderCache, auto_lrs
+    from lrkit.bench.grid import GridError, with_pair_lrs
+
+    cache = FinderCache(_finder_cache_path(store_path))
+    found: dict[str, dict] = {}
+    pairs = [(t, o) for t in grid.tasks for o in grid.optimizers]  # type: ignore[attr-defined]
+
+    def show(task: str, optimizer: str, entry: dict, lrs: list[float]) -> None:
+        low, high = entry["interval"]
+        found[f"{task}/{optimizer}"] = {
+            **{k: v for k, v in entry.items() if k != "identity"},
+            "lrs": lrs,
+        }
+        note = "" if entry["confidence"] >= 0.5 else f" (low: {entry['reason']})"
+        typer.echo(
+            f"lr finder {task} x {optimizer}: {entry['suggestion']:.3g} "
+            f"(interval {_g(low)}..{_g(high)}, confidence {entry['confidence']:.2f}{note}) "
+            f"-> lrs {', '.join(f'{x:g}' for x in lrs)}"
+        )
+
+    typer.echo(
+        f"--lrs auto: {AUTO_POINTS} lrs {AUTO_SPACING:g} decades apart around the lr finder's "
+        f"suggestion (suggestions kept in {str(cache.path)!r})",
+        err=True,
+    )
+    try:
+        pair_lrs = auto_lrs(pairs, cache, on_entry=show)
+    except OSError as err:
+        raise _fail(f"cannot write {str(cache.path)!r}: {err.strerror or err}", code=1) from None
+    except ValueError as err:
+        raise GridError(str(err)) from None
+    return with_pair_lrs(grid, pair_lrs), found  # type: ignore[arg-type]
+
+
+def _g(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2g}"
+
+
 @app.command("compare", epilog=_COMPARE_EXAMPLES)
 def compare_cmd(
     tasks: Annotated[
@@ -485,8 +535,10 @@ def compare_cmd(
         typer.Option(
             "--lrs",
             metavar="LRS",
-            help='Learning rates: "0.1,0.01" or "logspace(1e-4,1,7)" (repeatable). '
-            "Default: 1e-4,1e-3,1e-2,0.1,1.",
+            help='Learning rates: "0.1,0.01" or "logspace(1e-4,1,7)" (repeatable), or "auto": '
+            "per task x optimizer, 5 lrs half a decade apart centred on the lr finder's "
+            "suggestion (a 100-step range test, seed 0, computed once and kept next to the "
+            "store; LR-free optimizers keep --multipliers). Default: 1e-4,1e-3,1e-2,0.1,1.",
             show_default=False,
         ),
     ] = None,
@@ -540,28 +592,34 @@ def compare_cmd(
     """
     import sys
 
-    from lrkit.bench.grid import GridError, expand_grid, summarize
+    from lrkit.bench.grid import GridError, expand_grid, is_auto, summarize
     from lrkit.bench.runner import make_progress, run_grid
     from lrkit.bench.store import RunStore, StoreError
 
+    store_path = store if store is not None else out / STORE_NAME
+    found: dict[str, dict] = {}
+    if workers is not None and workers < 0:
+        raise _fail(f"--workers must be an integer >= 0, got {workers}")
     try:
+        auto = is_auto(lrs or [])
         grid = _grid_from_options(
             tasks or [],
             optimizers or [],
             schedules or [],
-            lrs or [],
+            [] if auto else lrs or [],
             multipliers or [],
             seeds,
             budget,
         )
+        if auto:
+            if out.exists() and not out.is_dir():
+                raise _fail(f"--out {str(out)!r} exists and is not a folder")
+            grid, found = _auto_grid(grid, store_path)  # type: ignore[arg-type]
         configs = expand_grid(grid)  # type: ignore[arg-type]
     except GridError as err:
         raise _fail(str(err)) from None
-    if workers is not None and workers < 0:
-        raise _fail(f"--workers must be an integer >= 0, got {workers}")
     if out.exists() and not out.is_dir():
         raise _fail(f"--out {str(out)!r} exists and is not a folder")
-    store_path = store if store is not None else out / STORE_NAME
     try:
         run_store = RunStore(store_path)
     except StoreError as err:
@@ -584,7 +642,10 @@ def compare_cmd(
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
     console.print()
     _print_summary(console, summary)
-    results_path = _write_results(out, grid.to_dict(), store_path, results, summary)  # type: ignore[attr-defined]
+    grid_doc = grid.to_dict()  # type: ignore[attr-defined]
+    if found:
+        grid_doc["finder"] = found
+    results_path = _write_results(out, grid_doc, store_path, results, summary)
     lost = f", {len(report.lost)} lost to a dead worker (rerun to retry)" if report.lost else ""
     typer.echo(
         f"{report.total} runs: {report.ran} run now, {report.skipped} from the store{lost}; "
@@ -652,6 +713,171 @@ def report_cmd(
     _print_summary(console, summary)
     results_path = _write_results(out, _grid_of(results), store, results, summary)
     typer.echo(f"{len(results)} runs; wrote {results_path} and {out / 'report.html'}")
+
+
+# --------------------------------------------------------------------------
+# lrkit find-lr
+# --------------------------------------------------------------------------
+
+#: ``lrkit find-lr``'s default output folder.
+DEFAULT_FIND_OUT = Path("lrkit-find-lr")
+
+_FIND_EXAMPLES = """\
+[bold]Examples[/bold]
+
+  lrkit find-lr --task digits                       adamw, 100 steps from 1e-7 to 10
+  lrkit find-lr --task charlm --optimizer momentum --repeats 3
+  lrkit find-lr --task signals --optimizer sgd --out runs/signals-sgd
+
+Writes OUT/TASK-OPTIMIZER.png (loss vs lr, raw and smoothed, the suggestion
+and its interval) and OUT/TASK-OPTIMIZER.json (lrs, losses, smoothed, the
+suggestion, its interval, confidence and reason, the settings). A confidence
+below 0.5 means: look at the plot before trusting the number."""
+
+
+def _check_find_options(
+    steps: int, repeats: int, min_lr: float, max_lr: float, method: str
+) -> None:
+    """``find-lr``'s numbers and rule, checked before anything runs (exit 2 if wrong)."""
+    import math
+
+    from lrkit.finder import METHODS
+
+    if steps < 2:
+        raise _fail(f"--steps must be an integer >= 2, got {steps}")
+    if repeats < 1:
+        raise _fail(f"--repeats must be an integer >= 1, got {repeats}")
+    if not (math.isfinite(min_lr) and min_lr > 0):
+        raise _fail(f"--min-lr must be a finite number > 0, got {min_lr:g}")
+    if not (math.isfinite(max_lr) and max_lr > min_lr):
+        raise _fail(f"--max-lr must be a finite number > --min-lr ({min_lr:g}), got {max_lr:g}")
+    if method not in METHODS:
+        raise _fail(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
+
+
+@app.command("find-lr", epilog=_FIND_EXAMPLES)
+def find_lr_cmd(
+    task: Annotated[
+        str,
+        typer.Option(
+            "--task", metavar="NAME", help="A built-in task (see lrkit tasks).", show_default=False
+        ),
+    ],
+    optimizer: Annotated[
+        str,
+        typer.Option(
+            "--optimizer",
+            metavar="NAME",
+            help="sgd, momentum, nesterov, adagrad, rmsprop, adam, adamw or amsgrad "
+            "(LR-free optimizers set their own lr).",
+        ),
+    ] = "adamw",
+    out: Annotated[
+        Path, typer.Option("--out", help="Output folder for the PNG plot and the JSON.")
+    ] = DEFAULT_FIND_OUT,
+    seed: Annotated[
+        int, typer.Option("--seed", help="The run seed: model initialisation and batch order.")
+    ] = 0,
+    steps: Annotated[
+        int, typer.Option("--steps", metavar="N", help="Optimizer updates per sweep (>= 2).")
+    ] = 100,
+    min_lr: Annotated[float, typer.Option("--min-lr", help="The first lr of the ramp.")] = 1e-7,
+    max_lr: Annotated[float, typer.Option("--max-lr", help="The last lr of the ramp.")] = 10.0,
+    repeats: Annotated[
+        int, typer.Option("--repeats", metavar="N", help="Sweeps over different batch orders.")
+    ] = 1,
+    method: Annotated[
+        str,
+        typer.Option("--method", help="Suggestion rule: default, valley, minimum or steepest."),
+    ] = "default",
+) -> None:
+    """Run an lr range test on a built-in task and suggest a learning rate.
+
+    Trains the task's model from the state a run with [bold]--seed[/bold]
+    starts from, raising the lr exponentially from --min-lr to --max-lr over
+    --steps updates and stopping when the loss diverges; prints the suggested
+    lr, its interval (where the rule lands on resampled curves) and a
+    confidence with its reason; writes the plot and the numbers into OUT.
+    """
+    import time
+
+    from lrkit.bench.find import result_to_dict, suggest_lr
+    from lrkit.bench.optimizers import get_optimizer
+    from lrkit.bench.run import warm_up
+    from lrkit.bench.tasks import get_task
+
+    try:
+        get_task(task)
+    except ValueError as err:
+        raise _fail(f"--task: {err}") from None
+    try:
+        get_optimizer(optimizer)
+    except ValueError as err:
+        raise _fail(f"--optimizer: {err}") from None
+    if get_optimizer(optimizer).lr_free:
+        raise _fail(
+            f"--optimizer: {optimizer!r} is learning-rate free (its lr is a multiplier of its "
+            "own rule), so an lr range test does not apply; pick sgd, momentum, adam, adamw, ..."
+        )
+    _check_find_options(steps, repeats, min_lr, max_lr, method)
+    if out.exists() and not out.is_dir():
+        raise _fail(f"--out {str(out)!r} exists and is not a folder")
+    typer.echo(
+        f"lr range test: {task} with {optimizer}, {steps} steps from {min_lr:g} to {max_lr:g}"
+        + (f" x {repeats} repeats" if repeats > 1 else "")
+        + f", seed {seed} ...",
+        err=True,
+    )
+    warm_up()  # torch's one-off start-up costs (seconds), kept out of the sweep's time
+    start = time.perf_counter()
+    try:
+        result = suggest_lr(
+            task,
+            optimizer,
+            seed=seed,
+            min_lr=min_lr,
+            max_lr=max_lr,
+            num_steps=steps,
+            repeats=repeats,
+            method=method,
+        )
+    except ValueError as err:  # the options were checked: a task or batch problem
+        raise _fail(str(err).splitlines()[0], code=1) from None
+    elapsed = time.perf_counter() - start
+    stop = (
+        f", stopped at lr {result.lrs[result.stopped]:.2g} (loss diverged)"
+        if result.stopped is not None
+        else ""
+    )
+    low, high = result.interval
+    typer.echo(f"suggestion  {result.suggestion:.3g}   ({result.method} rule)")
+    typer.echo(f"interval    {low:.2g} .. {high:.2g}")
+    verdict = "" if result.confidence >= 0.5 else "  LOW: look at the plot"
+    typer.echo(f"confidence  {result.confidence:.2f}{verdict}")
+    typer.echo(f"reason      {result.reason}")
+    typer.echo(f"cost        {result.updates} training steps in {elapsed:.1f}s{stop}")
+    stem = f"{task}-{optimizer}"
+    png, doc_path = out / f"{stem}.png", out / f"{stem}.json"
+    doc = {
+        "lrkit_version": lrkit.__version__,
+        "task": task,
+        "optimizer": optimizer,
+        "settings": {
+            "seed": seed,
+            "min_lr": min_lr,
+            "max_lr": max_lr,
+            "num_steps": steps,
+            "repeats": repeats,
+            "method": method,
+        },
+        **result_to_dict(result),
+    }
+    try:
+        _write_json_atomic(doc_path, doc)
+        result.plot(png)
+    except OSError as err:
+        raise _fail(f"cannot write into {str(out)!r}: {err.strerror or err}", code=1) from None
+    typer.echo(f"wrote {png} and {doc_path}")
 
 
 def main() -> None:

@@ -14,6 +14,11 @@ apart (1e-4 .. 1, wide enough that plain SGD and Adam both find their best
 and both diverge at the top) x 2 seeds on digits and scales: 240 runs of
 about 0.5 s each.
 
+With ``--lrs auto`` each (task, optimizer) runs its own learning rates,
+centred on the lr finder's suggestion (:mod:`lrkit.bench.find`):
+:func:`with_pair_lrs` puts them in the grid, :meth:`Grid.lrs_for` hands them
+to :func:`expand_grid`.
+
 :func:`summarize` ranks, per task, each optimizer x schedule at its best
 learning rate by the final metric's mean over seeds.
 
@@ -33,8 +38,8 @@ from __future__ import annotations
 import math
 import re
 import statistics
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from lrkit.bench.optimizers import get_optimizer
@@ -43,18 +48,23 @@ from lrkit.bench.tasks import get_task
 from lrkit.spec import parse
 
 __all__ = [
+    "AUTO",
     "DEFAULT_LRS",
     "DEFAULT_MULTIPLIERS",
     "DEFAULT_OPTIMIZERS",
     "DEFAULT_SCHEDULES",
     "DEFAULT_SEEDS",
     "DEFAULT_TASKS",
+    "Grid",
     "GridError",
     "SettingSummary",
     "expand_grid",
+    "is_auto",
+    "make_grid",
     "parse_lrs",
     "split_names",
     "summarize",
+    "with_pair_lrs",
 ]
 
 DEFAULT_TASKS: tuple[str, ...] = ("digits", "scales")
@@ -63,6 +73,10 @@ DEFAULT_SCHEDULES: tuple[str, ...] = ("constant()", "cosine()", "one_cycle()")
 DEFAULT_LRS: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 DEFAULT_MULTIPLIERS: tuple[float, ...] = (1.0,)
 DEFAULT_SEEDS = 2
+
+#: ``--lrs auto``: each (task, optimizer) gets a grid centred on the lr finder's
+#: suggestion (see :mod:`lrkit.bench.find`).
+AUTO = "auto"
 
 #: The most learning rates one ``logspace(...)`` may produce.
 MAX_LOGSPACE = 1000
@@ -125,6 +139,26 @@ def _logspace(args: str, what: str) -> list[float]:
     return [float(f"{10 ** (a + (b - a) * i / (count - 1)):.12g}") for i in range(count)]
 
 
+def is_auto(values: Iterable[str]) -> bool:
+    """Whether ``--lrs`` asks for finder-centred grids: exactly one value, ``auto``.
+
+    Raises:
+        GridError: If ``auto`` is mixed with other values.
+
+    Examples:
+        >>> is_auto(["auto"]), is_auto(["0.1,0.01"])
+        (True, False)
+    """
+    items = [part.strip().lower() for value in values for part in value.split(",")]
+    if AUTO not in items:
+        return False
+    if items != [AUTO]:
+        raise GridError(
+            f"--lrs: 'auto' cannot be combined with other values, got {', '.join(items)!r}"
+        )
+    return True
+
+
 def parse_lrs(values: Iterable[str], what: str = "--lrs") -> list[float]:
     """Parse learning rates: comma lists and ``logspace(start, stop, count)``.
 
@@ -162,10 +196,26 @@ class Grid:
     multipliers: tuple[float, ...]
     seeds: int
     budget: float
+    #: ``--lrs auto``: each (task, optimizer)'s own lrs, in place of ``lrs``.
+    pair_lrs: tuple[tuple[str, str, tuple[float, ...]], ...] = ()
+
+    def lrs_for(self, task: str, optimizer: str) -> tuple[float, ...]:
+        """The grid lrs of one (task, optimizer): its own under ``--lrs auto``, else ``lrs``.
+
+        LR-free optimizers take :attr:`multipliers` instead (see :func:`expand_grid`).
+        """
+        for t, o, lrs in self.pair_lrs:
+            if (t, o) == (task, optimizer):
+                return lrs
+        return self.lrs
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the axes as JSON-ready data."""
-        return {
+        """Return the axes as JSON-ready data.
+
+        Under ``--lrs auto`` ``"lrs"`` is ``"auto"`` and ``"pair_lrs"`` lists
+        ``{"task", "optimizer", "lrs"}`` for each (task, optimizer).
+        """
+        data: dict[str, Any] = {
             "tasks": list(self.tasks),
             "optimizers": list(self.optimizers),
             "schedules": list(self.schedules),
@@ -174,6 +224,41 @@ class Grid:
             "seeds": self.seeds,
             "budget": self.budget,
         }
+        if self.pair_lrs:
+            data["lrs"] = AUTO
+            data["pair_lrs"] = [
+                {"task": t, "optimizer": o, "lrs": list(lrs)} for t, o, lrs in self.pair_lrs
+            ]
+        return data
+
+
+def with_pair_lrs(grid: Grid, pair_lrs: Mapping[tuple[str, str], Sequence[float]]) -> Grid:
+    """A copy of ``grid`` whose (task, optimizer) pairs run their own lrs (``--lrs auto``).
+
+    Args:
+        grid: The grid.
+        pair_lrs: ``{(task, optimizer): lrs}``; pairs left out keep ``grid.lrs``.
+
+    Raises:
+        GridError: If a pair is not in the grid or an lr is not a finite number > 0.
+
+    Examples:
+        >>> grid = with_pair_lrs(make_grid(tasks=["quadratic"], optimizers=["sgd"]),
+        ...                      {("quadratic", "sgd"): [0.01, 0.1]})
+        >>> grid.lrs_for("quadratic", "sgd"), grid.to_dict()["lrs"]
+        ((0.01, 0.1), 'auto')
+    """
+    rows = []
+    for (task, optimizer), lrs in pair_lrs.items():
+        if task not in grid.tasks or optimizer not in grid.optimizers:
+            raise GridError(f"--lrs auto: ({task!r}, {optimizer!r}) is not in the grid")
+        for value in lrs:
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise GridError(f"--lrs auto: {value!r} must be a finite number > 0")
+        if not lrs:
+            raise GridError(f"--lrs auto: no lrs for ({task!r}, {optimizer!r})")
+        rows.append((task, optimizer, tuple(float(x) for x in lrs)))
+    return replace(grid, pair_lrs=tuple(rows))
 
 
 def make_grid(
@@ -260,7 +345,7 @@ def expand_grid(grid: Grid | None = None, **axes: Any) -> list[RunConfig]:
     for task in grid.tasks:
         for optimizer in grid.optimizers:
             spec = get_optimizer(optimizer)
-            lrs = grid.multipliers if spec.lr_free else grid.lrs
+            lrs = grid.multipliers if spec.lr_free else grid.lrs_for(task, optimizer)
             for schedule in grid.schedules:
                 for lr in lrs:
                     for seed in range(grid.seeds):

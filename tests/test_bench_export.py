@@ -92,3 +92,37 @@ def test_csv_has_a_row_per_run_and_step(results: list[RunResult], tmp_path: Path
         assert (
             mine[0]["schedule"] == "cosine()" and float(mine[0]["grid_lr"]) == result.config["lr"]
         )
+
+
+def test_docs_compare_command_writes_csv_and_tensorboard(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/compare.md's small grid, exactly as written, then ``lrkit report`` rebuilds the logs."""
+    import shlex
+
+    from typer.testing import CliRunner
+
+    from lrkit.cli import app
+
+    page = (Path(__file__).parents[1] / "docs" / "compare.md").read_text(encoding="utf-8")
+    (line,) = [x for x in page.splitlines() if x.startswith("lrkit compare --tasks quadratic")]
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    done = runner.invoke(app, shlex.split(line)[1:])
+    assert done.exit_code == 0, done.output
+    assert "wrote 64 TensorBoard runs under demo-tb" in done.output  # 2 tasks x 2 x 2 x 4 lrs x 2
+    with (tmp_path / "demo-report" / "steps.csv").open(newline="", encoding="utf-8") as handle:
+        first = list(csv.DictReader(handle))
+    assert {row["task"] for row in first} == {"quadratic", "rosenbrock"}
+    assert len({row["key"] for row in first}) == 64
+    # Re-render from the store into a fresh place: the same rows, the same runs.
+    again = runner.invoke(
+        app,
+        ["report", "demo-report/runs.sqlite", "--out", "again", "--csv", "--tensorboard", "tb2"],
+    )
+    assert again.exit_code == 0, again.output
+    with (tmp_path / "again" / "steps.csv").open(newline="", encoding="utf-8") as handle:
+        second = list(csv.DictReader(handle))
+    key = lambda row: (row["key"], int(row["step"]))  # noqa: E731
+    assert sorted(first, key=key) == sorted(second, key=key)
+    assert len(list((tmp_path / "tb2").rglob("events.out.tfevents.*"))) == 64

@@ -184,6 +184,19 @@ def test_summary_picks_the_best_lr_and_counts_divergence() -> None:
     assert momentum.mean is None and momentum.finished == 0 and momentum.diverged == 1
 
 
+def test_rescued_runs_count_as_finished_and_are_counted() -> None:
+    results = [
+        result("sgd", 0.1, 0, "ok", 0.3),
+        result("sgd", 0.1, 1, "ok", 0.5),
+        result("sgd", 1.0, 0, "rescued", 0.05),  # a guard saved both seeds: they finished
+        result("sgd", 1.0, 1, "rescued", 0.07),
+    ]
+    (rows,) = summarize(results).values()
+    (sgd,) = rows
+    assert sgd.lr == 1.0 and sgd.mean == pytest.approx(0.06) and sgd.finished == 2
+    assert (sgd.rescued, sgd.diverged, sgd.runs) == (2, 0, 4)
+
+
 # --------------------------------------------------------------------------
 # The runner
 # --------------------------------------------------------------------------

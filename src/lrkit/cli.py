@@ -395,6 +395,8 @@ def _print_summary(console: Console, summary: dict[str, list]) -> None:
             value = "—" if row.mean is None else f"{row.mean:.4g} ± {row.std:.2g}"
             reach = "—" if row.steps_to_target is None else f"{row.steps_to_target:.0f}"
             diverged = f"{row.diverged}/{row.runs}"
+            if row.rescued:
+                diverged += f" ({row.rescued} rescued)"
             if row.errors:
                 diverged += f" ({row.errors} errors)"
             table.add_row(
@@ -499,6 +501,42 @@ def _g(value: float | None) -> str:
     return "—" if value is None else f"{value:.2g}"
 
 
+_TensorBoardOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--tensorboard",
+        file_okay=False,
+        help="Also write every run as a TensorBoard run under DIR "
+        "(DIR/TASK/OPTIMIZER/SCHEDULE/lr=LR/seed=N; view with tensorboard --logdir DIR).",
+        metavar="DIR",
+        show_default=False,
+    ),
+]
+_CsvOption = Annotated[
+    bool,
+    typer.Option(
+        "--csv",
+        help="Also write OUT/steps.csv: one row per run and step "
+        "(lr, loss, validation metrics where evaluated, update-to-weight ratio).",
+    ),
+]
+
+
+def _write_logs(out: Path, results: list, tensorboard: Path | None, csv: bool) -> None:
+    """``--tensorboard`` / ``--csv``: the runs' per-step logs, from their stored curves."""
+    from lrkit.bench.export import write_csv, write_tensorboard
+
+    try:
+        if tensorboard is not None:
+            count = write_tensorboard(results, tensorboard)
+            typer.echo(f"wrote {count} TensorBoard runs under {tensorboard}")
+        if csv:
+            rows = write_csv(results, out / "steps.csv")
+            typer.echo(f"wrote {out / 'steps.csv'} ({rows} rows)")
+    except OSError as err:
+        raise _fail(f"cannot write logs: {err}", code=1) from None
+
+
 @app.command("compare", epilog=_COMPARE_EXAMPLES)
 def compare_cmd(
     tasks: Annotated[
@@ -581,6 +619,8 @@ def compare_cmd(
             "--out", help="Output folder (results.json, report.html, PNG plots, the store)."
         ),
     ] = DEFAULT_OUT,
+    tensorboard: _TensorBoardOption = None,
+    csv: _CsvOption = False,
 ) -> None:
     """Compare optimizers x schedules x learning rates x seeds on built-in tasks.
 
@@ -593,7 +633,7 @@ def compare_cmd(
     import sys
 
     from lrkit.bench.grid import GridError, expand_grid, is_auto, summarize
-    from lrkit.bench.runner import make_progress, run_grid
+    from lrkit.bench.runner import WorkersFailed, make_progress, run_grid
     from lrkit.bench.store import RunStore, StoreError
 
     store_path = store if store is not None else out / STORE_NAME
@@ -634,6 +674,8 @@ def compare_cmd(
                 err=True,
             )
             raise typer.Exit(130) from None
+        except WorkersFailed as err:
+            raise _fail(str(err), code=1) from None
         results = run_store.results(report.keys)
     order = {key: i for i, key in enumerate(report.keys)}
     results.sort(key=lambda r: order[r.key])
@@ -652,6 +694,7 @@ def compare_cmd(
         f"{report.wall_time:.1f}s on {report.workers} worker(s)"
     )
     typer.echo(f"wrote {results_path} and {out / 'report.html'} (store: {store_path})")
+    _write_logs(out, results, tensorboard, csv)
     if report.lost:
         sys.exit(1)
 
@@ -686,6 +729,8 @@ def report_cmd(
         Path,
         typer.Option("--out", help="Output folder (results.json, report.html, PNG plots)."),
     ] = DEFAULT_OUT,
+    tensorboard: _TensorBoardOption = None,
+    csv: _CsvOption = False,
 ) -> None:
     """Re-render results.json, report.html and the PNG plots from a run store.
 
@@ -713,6 +758,7 @@ def report_cmd(
     _print_summary(console, summary)
     results_path = _write_results(out, _grid_of(results), store, results, summary)
     typer.echo(f"{len(results)} runs; wrote {results_path} and {out / 'report.html'}")
+    _write_logs(out, results, tensorboard, csv)
 
 
 # --------------------------------------------------------------------------

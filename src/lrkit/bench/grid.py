@@ -373,13 +373,14 @@ class SettingSummary:
         metric, mode: The task's metric and its direction.
         mean, std: The final metric over the best lr's seeds (``None`` if
             no seed finished); ``std`` is 0 for one seed.
-        finished: Seeds of the best lr that finished (status ok).
+        finished: Seeds of the best lr that finished (status ok or rescued).
         seeds: Seeds of the best lr.
         steps_to_target: Mean steps to the task's target over the seeds
             that reached it (``None`` if none did).
         diverged: Runs of this setting that diverged, over all its lrs.
         runs: Runs of this setting, over all its lrs.
         errors: Runs of this setting that failed with an error.
+        rescued: Runs of this setting a ``guard(...)`` saved, over all its lrs.
     """
 
     task: str
@@ -396,6 +397,7 @@ class SettingSummary:
     diverged: int
     runs: int
     errors: int
+    rescued: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """Return the summary as JSON-ready data."""
@@ -432,13 +434,13 @@ def summarize(results: Iterable[RunResult]) -> dict[str, list[SettingSummary]]:
         all_runs = [r for runs in by_lr.values() for r in runs]
 
         def score(item: tuple[float, list[RunResult]], sign: float = sign) -> tuple[float, ...]:
-            finals = [r.final for r in item[1] if r.status == "ok" and r.final is not None]
+            finals = [r.final for r in item[1] if r.finished and r.final is not None]
             if not finals:
                 return (2.0, math.inf)
             return (float(len(finals) < len(item[1])), sign * statistics.fmean(finals))
 
         lr, runs = min(by_lr.items(), key=score)
-        finals = [r.final for r in runs if r.status == "ok" and r.final is not None]
+        finals = [r.final for r in runs if r.finished and r.final is not None]
         reached = [r.steps_to_target for r in runs if r.steps_to_target is not None]
         table.setdefault(task, []).append(
             SettingSummary(
@@ -456,6 +458,7 @@ def summarize(results: Iterable[RunResult]) -> dict[str, list[SettingSummary]]:
                 diverged=sum(r.status == "diverged" for r in all_runs),
                 runs=len(all_runs),
                 errors=sum(r.status == "error" for r in all_runs),
+                rescued=sum(r.status == "rescued" for r in all_runs),
             )
         )
     for rows in table.values():

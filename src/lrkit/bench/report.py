@@ -533,6 +533,8 @@ def _best_table(
         reach = "never" if row.steps_to_target is None else f"{row.steps_to_target:.0f}"
         rate = row.diverged / row.runs if row.runs else 0.0
         div = f"{row.diverged}/{row.runs} ({rate:.0%})"
+        if row.rescued:
+            div += f", {row.rescued} rescued"
         if row.errors:
             div += f", {row.errors} errors"
         ratio = median_update_ratio(_best_runs(row, groups))

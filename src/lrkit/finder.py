@@ -844,6 +844,50 @@ class FinderResult:
     runs: tuple[np.ndarray, ...] = field(default=())
     run_suggestions: tuple[float, ...] = field(default=())
 
+    @classmethod
+    def from_runs(
+        cls,
+        lrs: np.ndarray,
+        runs: Sequence[np.ndarray],
+        *,
+        method: str,
+        beta: float,
+        diverge: float,
+        updates: int,
+    ) -> FinderResult:
+        """The result of one or more sweeps over ``lrs``: their mean curve's suggestion.
+
+        Args:
+            lrs: The lr of each step of the ramp.
+            runs: Each repeat's losses (a sweep stopped at divergence is shorter);
+                the mean is taken over the steps every repeat reached.
+            method, beta, diverge: As :func:`suggest`.
+            updates: Optimizer updates made, all repeats together.
+        """
+        reached = min(len(r) for r in runs)
+        losses = np.mean([r[:reached] for r in runs], axis=0) if len(runs) > 1 else runs[0]
+        swept = np.asarray(lrs[: len(losses)])
+        pick = suggest(swept, losses, method, beta=beta, diverge=diverge)
+        own = (
+            tuple(suggest(lrs[: len(r)], r, method, beta=beta, diverge=diverge).lr for r in runs)
+            if len(runs) > 1
+            else (pick.lr,)
+        )
+        return cls(
+            suggestion=pick.lr,
+            lrs=swept,
+            losses=losses,
+            smoothed=smooth(losses, beta),
+            interval=pick.interval,
+            confidence=pick.confidence,
+            reason=pick.reason,
+            method=method,
+            stopped=divergence_index(losses, beta=beta, diverge=diverge),
+            updates=updates,
+            runs=tuple(runs),
+            run_suggestions=own,
+        )
+
     @property
     def spread(self) -> float:
         """The largest over the smallest of :attr:`run_suggestions` (1.0 for one run)."""

@@ -796,19 +796,6 @@ def find_lr(
         _assign(model.metrics_variables, saved[2])
 
     losses_all = np.asarray(losses, dtype=np.float64)
-    swept = lrs[: len(losses_all)]
-    pick = finder.suggest(swept, losses_all, method, beta=smooth, diverge=diverge)
-    return FinderResult(
-        suggestion=pick.lr,
-        lrs=swept,
-        losses=losses_all,
-        smoothed=finder.smooth(losses_all, smooth),
-        interval=pick.interval,
-        confidence=pick.confidence,
-        reason=pick.reason,
-        method=method,
-        stopped=finder.divergence_index(losses_all, beta=smooth, diverge=diverge),
-        updates=len(losses_all),
-        runs=(losses_all,),
-        run_suggestions=(pick.lr,),
+    return FinderResult.from_runs(
+        lrs, [losses_all], method=method, beta=smooth, diverge=diverge, updates=len(losses_all)
     )

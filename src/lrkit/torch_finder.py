@@ -469,28 +469,6 @@ def find_lr(
         snapshot.restore_training()
         snapshot.restore_rng()
 
-    reached = min(len(r) for r in runs)
-    losses_all = np.mean([r[:reached] for r in runs], axis=0) if repeats > 1 else runs[0]
-    swept = lrs[: len(losses_all)]
-    pick = finder.suggest(swept, losses_all, method, beta=smooth, diverge=diverge)
-    own = (
-        tuple(
-            finder.suggest(lrs[: len(r)], r, method, beta=smooth, diverge=diverge).lr for r in runs
-        )
-        if repeats > 1
-        else (pick.lr,)
-    )
-    return FinderResult(
-        suggestion=pick.lr,
-        lrs=swept,
-        losses=losses_all,
-        smoothed=finder.smooth(losses_all, smooth),
-        interval=pick.interval,
-        confidence=pick.confidence,
-        reason=pick.reason,
-        method=method,
-        stopped=finder.divergence_index(losses_all, beta=smooth, diverge=diverge),
-        updates=updates,
-        runs=tuple(runs),
-        run_suggestions=own,
+    return FinderResult.from_runs(
+        lrs, runs, method=method, beta=smooth, diverge=diverge, updates=updates
     )

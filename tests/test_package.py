@@ -64,6 +64,24 @@ def test_source_is_ruff_clean() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_source_is_mypy_clean() -> None:
+    # The cache lives in the system temp dir (one per checkout), never in the repo: a
+    # first run takes ~45 s (torch's hints), later ones a few seconds.
+    import hashlib
+    import tempfile
+
+    tag = hashlib.sha1(str(ROOT).encode()).hexdigest()[:12]
+    cache = Path(tempfile.gettempdir()) / f"lrkit-mypy-cache-{tag}"
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "src/lrkit", "--cache-dir", str(cache)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_py_typed_marker_ships() -> None:
     assert (ROOT / "src" / "lrkit" / "py.typed").exists()
 

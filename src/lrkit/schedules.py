@@ -25,9 +25,9 @@ import abc
 import bisect
 import itertools
 import math
-from collections.abc import Sequence
-from dataclasses import MISSING, dataclass, fields, replace
-from typing import Any, ClassVar
+from collections.abc import Callable, Sequence
+from dataclasses import MISSING, dataclass, field, fields, replace
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -648,6 +648,9 @@ class CosineRestarts(Schedule):
     min_lr: float = 0.0
     decay: float = 1.0
     name: ClassVar[str] = "cosine_restarts"
+    if TYPE_CHECKING:  # set in __post_init__ (period_mult > 1); not dataclass fields at runtime
+        _starts: tuple[int, ...] = field(init=False, repr=False, compare=False)
+        _lengths: tuple[int, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _setfield(self, "lr", _rate(self.name, "lr", self.lr))
@@ -853,6 +856,10 @@ class OneCycle(Schedule):
     anneal: str = "cos"
     three_phase: bool = False
     name: ClassVar[str] = "one_cycle"
+    if TYPE_CHECKING:  # set in __post_init__; not a dataclass field at runtime
+        _phase_table: tuple[tuple[float, float, float, float], ...] = field(
+            init=False, repr=False, compare=False
+        )
 
     def __post_init__(self) -> None:
         _setfield(self, "max_lr", _rate(self.name, "max_lr", self.max_lr))
@@ -1016,6 +1023,8 @@ class WSD(Schedule):
     decay_shape: str = "1-sqrt"
     min_lr: float = 0.0
     name: ClassVar[str] = "wsd"
+    if TYPE_CHECKING:  # set in __post_init__; not a dataclass field at runtime
+        _decay: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         name = self.name
@@ -1333,7 +1342,7 @@ _REPLANNABLE = (
 )
 
 
-def _end_step(s: Schedule) -> int:
+def _end_step(s: Cosine | Linear | Polynomial | OneCycle | WSD | Replanned) -> int:
     """The step where a replannable schedule reaches its end value."""
     if isinstance(s, Replanned):
         return s._new_end
@@ -1388,6 +1397,20 @@ class Replanned(Schedule):
     steps: int
     at: int
     name: ClassVar[str] = "replan"
+    if TYPE_CHECKING:  # set in __post_init__; not dataclass fields at runtime
+        _gap: int = field(init=False, repr=False, compare=False)
+        _tail: WSD | None = field(init=False, repr=False, compare=False)
+        _new_end: int = field(init=False, repr=False, compare=False)
+        _old_end: int = field(init=False, repr=False, compare=False)
+        _old_span: int = field(init=False, repr=False, compare=False)
+        _new_span: int = field(init=False, repr=False, compare=False)
+        _end_lr: float = field(init=False, repr=False, compare=False)
+        _same: Schedule | None = field(init=False, repr=False, compare=False)
+        # (start, new end, old span, new span, the schedule's _at, also taken at
+        # float positions between its integer steps)
+        _plan: tuple[float, int, int, int, Callable[[float], float]] = field(
+            init=False, repr=False, compare=False
+        )
 
     def __post_init__(self) -> None:
         name = self.name

@@ -39,7 +39,7 @@ import types
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, SupportsFloat
+from typing import TYPE_CHECKING, Any, SupportsFloat
 
 import torch
 from torch.optim import Optimizer
@@ -49,6 +49,9 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau as _TorchReduceLROnPlatea
 from lrkit import schedules as _core
 from lrkit.controllers import PlateauDetector
 from lrkit.torch_finder import FinderResult, find_lr
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = [
     "ChainedScheduler",
@@ -207,6 +210,11 @@ class _DropIn(LRScheduler, metaclass=abc.ABCMeta):
     #: keys of ``__dict__`` that are not state (the optimizer, callables, derived objects)
     _not_state: tuple[str, ...] = ("optimizer", "_core")
 
+    # Declared only (no class attribute): subclasses with a closed form define
+    # _closed_values (_has_closed checks for it); those that cycle momentum set use_beta1.
+    _closed_values: Callable[[int], list[float]]
+    use_beta1: bool
+
     def __init__(self, optimizer: Optimizer, last_epoch: int = -1) -> None:
         name = type(self).__name__
         self.optimizer = _check_optimizer(name, optimizer)
@@ -224,7 +232,7 @@ class _DropIn(LRScheduler, metaclass=abc.ABCMeta):
                         "has no 'initial_lr'; load the optimizer's state first, or pass "
                         "last_epoch=-1 and load the scheduler's state_dict() instead"
                     )
-        self.base_lrs: list[float] = [float(_as_float(g["initial_lr"])) for g in groups]
+        self.base_lrs: list[float] = [float(_as_float(g["initial_lr"])) for g in groups]  # type: ignore[assignment]  # torch types lrs as float | Tensor; lrkit's are floats
         self.last_epoch = last_epoch
         self._step_count = 0
         self._build()
@@ -232,7 +240,7 @@ class _DropIn(LRScheduler, metaclass=abc.ABCMeta):
         start = [float(_as_float(g["lr"])) for g in groups]
         self._closed = last_epoch == -1 and start == self.base_lrs and self._has_closed()
         _watch(optimizer)
-        self._last_lr: list[float] = start
+        self._last_lr: list[float] = start  # type: ignore[assignment]  # torch types lrs as float | Tensor; lrkit's are floats
         self._restart(start)
 
     # -- to implement -------------------------------------------------------
@@ -351,11 +359,11 @@ class _DropIn(LRScheduler, metaclass=abc.ABCMeta):
         self.last_epoch = t
         self._write()
 
-    def get_last_lr(self) -> list[float]:
+    def get_last_lr(self) -> list[float]:  # type: ignore[override]  # torch types lrs as float | Tensor; lrkit's are floats
         """The lrs this scheduler set last, one per param group."""
         return list(self._last_lr)
 
-    def get_lr(self) -> list[float]:
+    def get_lr(self) -> list[float]:  # type: ignore[override]  # torch types lrs as float | Tensor; lrkit's are floats
         """The lrs for the current step (the same as :meth:`get_last_lr`)."""
         return list(self._last_lr)
 
@@ -587,7 +595,7 @@ class MultiStepLR(_DropIn):
             and isinstance(self.gamma, (int, float))
             and self.gamma > 0
         )
-        self._core = _core.multistep(1.0, self.milestones, self.gamma) if fits else None
+        self._core = _core.multistep(1.0, tuple(self.milestones), self.gamma) if fits else None
 
     _not_state = ("optimizer", "_core", "_counts")
 
@@ -1066,9 +1074,12 @@ class CyclicLR(_DropIn):
         if saved is not None and self._scale_fn_custom is not None:
             self._scale_fn_custom.__dict__.update(saved)
 
+    #: (step, height, amplitude scale) from the last ``_shape`` call (set in ``_build``)
+    _memo: tuple[float, float, float]
+
     def _build(self) -> None:
         self._core = None
-        self._memo: tuple[float, float, float] = (-1.0, 0.0, 0.0)
+        self._memo = (-1.0, 0.0, 0.0)
 
 
 class OneCycleLR(_DropIn):
@@ -1411,13 +1422,13 @@ class _Composite(LRScheduler):
     """Shared parts of SequentialLR and ChainedScheduler: own values, children's states."""
 
     _schedulers: list[Any]
-    _last_lr: list[float]
+    _last_lr: list[float]  # type: ignore[assignment]  # torch types lrs as float | Tensor; lrkit's are floats
 
-    def get_last_lr(self) -> list[float]:
+    def get_last_lr(self) -> list[float]:  # type: ignore[override]  # torch types lrs as float | Tensor; lrkit's are floats
         """The lrs set last, one per param group."""
         return list(self._last_lr)
 
-    def get_lr(self) -> list[float]:
+    def get_lr(self) -> list[float]:  # type: ignore[override]  # torch types lrs as float | Tensor; lrkit's are floats
         """The lrs for the current step (the same as :meth:`get_last_lr`)."""
         return list(self._last_lr)
 
@@ -1659,6 +1670,8 @@ class ReduceLROnPlateau(_TorchReduceLROnPlateau):
         [0.5]
     """
 
+    _last_lr: list[float]  # type: ignore[assignment]  # torch types lrs as float | Tensor; lrkit's are floats
+
     def __init__(
         self,
         optimizer: Optimizer,
@@ -1706,7 +1719,7 @@ class ReduceLROnPlateau(_TorchReduceLROnPlateau):
     mode_worse = property(lambda self: self._detector.mode_worse)
 
     @property
-    def best(self) -> float:
+    def best(self) -> float:  # type: ignore[override]  # read-only: the detector keeps it
         """The best metric so far (``inf`` / ``-inf`` before the first observation)."""
         b = self._detector.best
         return self._detector.mode_worse if b is None else b
@@ -1759,11 +1772,11 @@ class ReduceLROnPlateau(_TorchReduceLROnPlateau):
             else:
                 group["lr"] = lr
 
-    def get_last_lr(self) -> list[float]:
+    def get_last_lr(self) -> list[float]:  # type: ignore[override]  # torch types lrs as float | Tensor; lrkit's are floats
         """The lrs in force, one per param group."""
         return list(self._last_lr)
 
-    def get_lr(self) -> list[float]:
+    def get_lr(self) -> list[float]:  # type: ignore[override]  # torch types lrs as float | Tensor; lrkit's are floats
         """The lrs in force (the same as :meth:`get_last_lr`)."""
         return list(self._last_lr)
 
@@ -1921,7 +1934,7 @@ class _Snapshots:
     def take(self, optimizer: Optimizer, step: int) -> None:
         import copy
 
-        data = {
+        data: dict[str, Any] | Path = {
             "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
             "optimizer": copy.deepcopy(optimizer.state_dict()),
         }
@@ -2079,6 +2092,9 @@ class Scheduler(LRScheduler):
         [0.0, 0.05, 0.1, 0.085355, 0.05]
     """
 
+    base_lrs: list[float]  # type: ignore[assignment]  # torch types lrs as float | Tensor; lrkit's are floats
+    _last_lr: list[float]  # type: ignore[assignment]  # torch types lrs as float | Tensor; lrkit's are floats
+
     def __init__(
         self,
         optimizer: Optimizer,
@@ -2097,9 +2113,11 @@ class Scheduler(LRScheduler):
         for group in groups:
             group.setdefault("initial_lr", _as_float(group["lr"]))
         self.base_lrs = [float(_as_float(g["initial_lr"])) for g in groups]
-        self._schedules = _per_group_schedules("schedule", optimizer, schedule)
-        if self._schedules is None:
-            self._schedules = [_resolve("schedule", schedule)]
+        per_group = _per_group_schedules("schedule", optimizer, schedule)
+        self._schedules: list[Any] = (
+            per_group if per_group is not None else [_resolve("schedule", schedule)]
+        )
+        if per_group is None:
             first = self.base_lrs[0]
             if first == 0 and n > 1:
                 raise ValueError(
@@ -2107,7 +2125,7 @@ class Scheduler(LRScheduler):
                     f"{n - 1} group(s) cannot keep their lr as a ratio to it; give group 0 a "
                     "nonzero lr, or pass one schedule per group (a list, or a dict by group name)"
                 )
-            self.ratios = [1.0] + [b / first for b in self.base_lrs[1:]]
+            self.ratios: list[float] | None = [1.0] + [b / first for b in self.base_lrs[1:]]
         else:
             self.ratios = None
         self._momentum_schedules: list[Any] | None = None
@@ -2147,7 +2165,7 @@ class Scheduler(LRScheduler):
         self._setup_guard(guard, model, snapshot_every, snapshot_dir)
         self.last_epoch = 0
         self._step_count = 1
-        self._last_lr: list[float] = []
+        self._last_lr = []
         _watch(optimizer)
         self._apply()
 
@@ -2329,11 +2347,11 @@ class Scheduler(LRScheduler):
                 s.replan(steps, at)
         self._apply()
 
-    def get_last_lr(self) -> list[float]:
+    def get_last_lr(self) -> list[float]:  # type: ignore[override]  # torch types lrs as float | Tensor; lrkit's are floats
         """The lrs set last, one per param group."""
         return list(self._last_lr)
 
-    def get_lr(self) -> list[float]:
+    def get_lr(self) -> list[float]:  # type: ignore[override]  # torch types lrs as float | Tensor; lrkit's are floats
         """The lrs for the current step (the same as :meth:`get_last_lr`)."""
         return list(self._last_lr)
 

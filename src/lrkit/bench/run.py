@@ -551,7 +551,7 @@ def _update(
     loss.backward()
     before = [p.detach().clone() for p in params] if at is not None else None
     optimizer.step()
-    if before is not None:
+    if at is not None and before is not None:  # both or neither
         with torch.no_grad():
             delta = math.sqrt(
                 sum(float((p - b).pow(2).sum()) for p, b in zip(params, before, strict=True))

@@ -421,3 +421,40 @@ def test_workers_dying_at_start_up_stop_the_runner_with_a_clear_error(tmp_path: 
     assert "if __name__ == '__main__':" in done.stderr
     assert done.stderr.count("that run is not stored") == 2  # the third one gives up
     assert stored(tmp_path / "runs.sqlite") == 0
+
+
+def test_results_are_plain_data_so_the_main_process_never_imports_torch(tmp_path: Path) -> None:
+    # A torch object in a result (e.g. torch.__version__, a TorchVersion) made the main
+    # process import torch while unpickling the first result: 2 s on the critical path.
+    script = (
+        "import sys\n"
+        "from lrkit.bench.grid import expand_grid\n"
+        "from lrkit.bench.runner import run_grid\n"
+        "from lrkit.bench.store import RunStore\n"
+        "if __name__ == '__main__':\n"
+        "    configs = expand_grid(tasks=['quadratic'], optimizers=['adam'], "
+        "schedules=['cosine()'], lrs=[0.1], seeds=2, budget=0.1)\n"
+        f"    with RunStore({str(tmp_path / 'runs.sqlite')!r}) as store:\n"
+        "        report = run_grid(configs, store, workers=1)\n"
+        "        results = store.results()\n"
+        "    assert report.ran == 2, report\n"
+        "    print(sorted(m for m in ('torch', 'sklearn', 'matplotlib') if m in sys.modules))\n"
+    )
+    path = tmp_path / "main.py"
+    path.write_text(script)
+    done = subprocess.run(
+        [sys.executable, str(path)], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "[]"
+    # And the result itself: built-in types only, exactly (no str/float subclasses).
+    result = execute(small_grid()[0]).to_dict()
+
+    def kinds(value: Any) -> set[type]:
+        if isinstance(value, dict):
+            return {dict}.union(*(kinds(v) for v in value.values()), *(kinds(k) for k in value))
+        if isinstance(value, list | tuple):
+            return {type(value)}.union(*(kinds(v) for v in value))
+        return {type(value)}
+
+    assert kinds(result) <= {dict, list, tuple, str, int, float, bool, type(None)}

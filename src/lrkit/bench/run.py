@@ -367,7 +367,7 @@ def execute(config: RunConfig, *, rule: DivergenceRule | None = None) -> RunResu
         mode=task.mode,
         target=task.target,
         steps=config.steps,
-        env={"python": platform.python_version(), "torch": torch.__version__},
+        env={"python": platform.python_version(), "torch": str(torch.__version__)},
     )
     try:
         result.identity = config.identity()

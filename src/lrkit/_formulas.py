@@ -342,22 +342,32 @@ def _cosine_restarts(s: CosineRestarts, t: Array, ops: Ops) -> Array:
     return s.min_lr + amplitude * ops.half_cosine_rest(rest)
 
 
-def _one_cycle(s: OneCycle, t: Array, ops: Ops) -> Array:
-    xp = ops.xp
-    last = s.steps - 1
-    t = ops.min_int(t, last)
-    tf = ops.float_(t)
-    phases = s._phases()
+def _phase_values(
+    s: OneCycle,
+    phases: list[tuple[float, float, float]],
+    u: Array,
+    ops: Ops,
+    last_rest: Array | None = None,
+) -> list[Array]:
+    """Each one-cycle phase's value at position ``u`` (the caller picks the phase).
+
+    ``last_rest``, when given, is the last phase's distance to its end, in
+    steps, taken from integer counts by the caller (more precise than
+    ``stop - u`` in float32).
+    """
     begin = 0.0
     values = []
-    for stop, a, b in phases:
+    for k, (stop, a, b) in enumerate(phases):
         span = stop - begin
         if span > 0:
-            x = (tf - begin) / span
-            rest = (stop - tf) / span
+            x = (u - begin) / span
+            if last_rest is not None and k == len(phases) - 1:
+                rest = last_rest / span
+            else:
+                rest = (stop - u) / span
         else:
-            x = tf * 0.0 + 1.0
-            rest = tf * 0.0
+            x = u * 0.0 + 1.0
+            rest = u * 0.0
         # Blends of a and b with weights >= 0 summing to 1 (no cancellation when a << b):
         # b + (a - b) * (1 + cos(pi x)) / 2 = a * sin(pi rest / 2)**2 + b * sin(pi x / 2)**2.
         if s.anneal == "cos":
@@ -365,6 +375,16 @@ def _one_cycle(s: OneCycle, t: Array, ops: Ops) -> Array:
         else:
             values.append(a * rest + b * x)
         begin = stop
+    return values
+
+
+def _one_cycle(s: OneCycle, t: Array, ops: Ops) -> Array:
+    xp = ops.xp
+    last = s.steps - 1
+    t = ops.min_int(t, last)
+    tf = ops.float_(t)
+    phases = s._phases()
+    values = _phase_values(s, phases, tf, ops)
     # The first phase whose stop is >= t; for an integer t that is t <= floor(stop),
     # compared exactly in integers (a float32 stop could round across t).
     out = values[-1]
@@ -478,22 +498,8 @@ def _one_cycle_at_position(s: OneCycle, u: Array, g: Array, ops: Ops) -> Array:
     xp = ops.xp
     u = xp.minimum(u, float(s.steps - 1))
     phases = s._phases()
-    begin = 0.0
-    values = []
-    for k, (stop, a, b) in enumerate(phases):
-        span = stop - begin
-        if span > 0:
-            x = (u - begin) / span
-            # The last phase ends where the plan does: its rest is g, to full precision.
-            rest = g / span if k == len(phases) - 1 else (stop - u) / span
-        else:
-            x = u * 0.0 + 1.0
-            rest = u * 0.0
-        if s.anneal == "cos":
-            values.append(a * ops.half_cosine_rest(rest) + b * ops.half_cosine_rest(x))
-        else:
-            values.append(a * rest + b * x)
-        begin = stop
+    # The last phase ends where the plan does: its rest is g, to full precision.
+    values = _phase_values(s, phases, u, ops, last_rest=g)
     out = values[-1]
     for (stop, _, _), value in reversed(list(zip(phases[:-1], values[:-1], strict=True))):
         out = xp.where(u <= stop, value, out)

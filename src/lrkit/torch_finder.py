@@ -29,6 +29,7 @@ Examples:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import random
@@ -255,39 +256,6 @@ def _val_loss(
     return total / count
 
 
-def _sweep(
-    model: torch.nn.Module,
-    optimizer: Optimizer,
-    step: Callable[[Any, Any], torch.Tensor],
-    train_loader: Iterable[Any],
-    val_loader: Iterable[Any] | None,
-    lrs: np.ndarray,
-    ratios: list[float],
-    accumulate: int,
-    beta: float,
-    diverge: float,
-    scaler: Any,
-) -> tuple[list[float], int]:
-    """One range test from the current state; returns the losses and the updates made."""
-    batches = _cycle(train_loader)
-    try:
-        return _run(
-            model,
-            optimizer,
-            step,
-            batches,
-            val_loader,
-            lrs,
-            ratios,
-            accumulate,
-            beta,
-            diverge,
-            scaler,
-        )
-    finally:
-        batches.close()  # let go of the loader's iterator (and its workers) now
-
-
 def _run(
     model: torch.nn.Module,
     optimizer: Optimizer,
@@ -301,6 +269,7 @@ def _run(
     diverge: float,
     scaler: Any,
 ) -> tuple[list[float], int]:
+    """One range test from the current state; returns the losses and the updates made."""
     losses: list[float] = []
     updates = skipped = 0
     model.train()
@@ -449,19 +418,21 @@ def find_lr(
     updates = 0
     try:
         for _ in range(repeats):
-            losses, made = _sweep(
-                model,
-                optimizer,
-                step,
-                train_loader,
-                val_loader,
-                lrs,
-                ratios,
-                accumulate,
-                smooth,
-                diverge,
-                scaler,
-            )
+            # closing(): let go of the loader's iterator (and its workers) at once.
+            with contextlib.closing(_cycle(train_loader)) as batches:
+                losses, made = _run(
+                    model,
+                    optimizer,
+                    step,
+                    batches,
+                    val_loader,
+                    lrs,
+                    ratios,
+                    accumulate,
+                    smooth,
+                    diverge,
+                    scaler,
+                )
             snapshot.restore_training()
             runs.append(np.asarray(losses, dtype=np.float64))
             updates += made

@@ -39,11 +39,18 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
-from typing import Any, Protocol, TextIO
+from typing import Any
 
+from lrkit.bench.progress import (
+    PlainProgress,
+    Progress,
+    RichProgress,
+    _Silent,
+    describe,
+    make_progress,
+)
 from lrkit.bench.run import RunConfig, RunResult, execute, warm_up
 from lrkit.bench.store import RunStore
-from lrkit.bench.tasks import get_task
 
 __all__ = [
     "PlainProgress",
@@ -60,157 +67,6 @@ WATCHDOG_PERIOD = 0.2
 
 #: Seconds a worker may take to exit after being asked, before it is killed.
 STOP_GRACE = 5.0
-
-
-# --------------------------------------------------------------------------
-# Progress
-# --------------------------------------------------------------------------
-
-
-class Progress(Protocol):
-    """What the runner tells about its progress."""
-
-    def start(self, total: int, done: int, workers: int) -> None:
-        """``total`` runs in the grid, ``done`` of them already stored."""
-
-    def update(self, result: RunResult) -> None:
-        """One run finished (and was stored)."""
-
-    def finish(self) -> None:
-        """The runner is done (also called after an interruption)."""
-
-
-def describe(config: dict[str, Any]) -> str:
-    """A short label of a run: ``digits adam cosine() lr=0.001 seed=0``."""
-    return (
-        f"{config['task']} {config['optimizer']} {config['schedule']} "
-        f"lr={config['lr']:g} seed={config['seed']}"
-    )
-
-
-class _Best:
-    """The best final metric so far, per task."""
-
-    def __init__(self) -> None:
-        self.best: dict[str, tuple[float, str]] = {}
-
-    def update(self, result: RunResult) -> str:
-        """Record ``result``; return ``"task: best metric=value (setting)"``."""
-        task = result.config.get("task", "")
-        final = result.final
-        if result.finished and final is not None:
-            current = self.best.get(task)
-            if current is None or get_task(task).better(final, current[0]):
-                setting = (
-                    f"{result.config['optimizer']} {result.config['schedule']} "
-                    f"lr={result.config['lr']:g}"
-                )
-                self.best[task] = (final, setting)
-        if task not in self.best:
-            return f"{task}: no finished run yet"
-        value, setting = self.best[task]
-        return f"{task}: best {result.metric}={value:.4g} ({setting})"
-
-
-class PlainProgress:
-    """One line per finished run, for logs and pipes.
-
-    Args:
-        stream: Where the lines go (default ``sys.stdout``).
-    """
-
-    def __init__(self, stream: TextIO | None = None) -> None:
-        self.stream = stream if stream is not None else sys.stdout
-        self.total = 0
-        self.done = 0
-        self._best = _Best()
-
-    def start(self, total: int, done: int, workers: int) -> None:
-        self.total, self.done = total, done
-        todo = total - done
-        if todo == 0:
-            plan = "nothing to run"
-        elif workers == 0:
-            plan = f"{todo} to run in this process"
-        else:
-            plan = f"{todo} to run on {workers} worker(s)"
-        print(f"{total} runs, {done} already stored, {plan}", file=self.stream, flush=True)
-
-    def update(self, result: RunResult) -> None:
-        self.done += 1
-        best = self._best.update(result)
-        if result.finished and result.final is not None:
-            outcome = f"{result.metric}={result.final:.4g}"
-            if result.status == "rescued":
-                outcome += f" ({result.reason})"
-        elif result.status == "diverged":
-            outcome = f"diverged at step {result.diverged_at}"
-        else:
-            outcome = f"error: {result.reason}"
-        print(
-            f"[{self.done}/{self.total}] {describe(result.config)}: {outcome} "
-            f"({result.wall_time:.1f}s) | {best}",
-            file=self.stream,
-            flush=True,
-        )
-
-    def finish(self) -> None:
-        pass
-
-
-class RichProgress:
-    """A rich progress bar: runs done/total, elapsed, ETA, best so far."""
-
-    def __init__(self) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-        from rich.progress import Progress as Bar
-
-        self._bar = Bar(
-            TextColumn("[bold]runs"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[best]}"),
-        )
-        self._task: Any = None
-        self._best = _Best()
-
-    def start(self, total: int, done: int, workers: int) -> None:
-        self._bar.start()
-        self._task = self._bar.add_task("runs", total=total, completed=done, best="")
-
-    def update(self, result: RunResult) -> None:
-        self._bar.update(self._task, advance=1, best=self._best.update(result))
-
-    def finish(self) -> None:
-        self._bar.stop()
-
-
-def make_progress(stream: TextIO | None = None) -> Progress:
-    """A :class:`RichProgress` when ``stream`` (stdout) is a terminal, else plain lines."""
-    stream = stream if stream is not None else sys.stdout
-    if stream.isatty():
-        return RichProgress()
-    return PlainProgress(stream)
-
-
-class _Silent:
-    def start(self, total: int, done: int, workers: int) -> None:
-        pass
-
-    def update(self, result: RunResult) -> None:
-        pass
-
-    def finish(self) -> None:
-        pass
 
 
 # --------------------------------------------------------------------------

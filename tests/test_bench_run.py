@@ -52,7 +52,7 @@ def test_config_defaults_and_steps() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"task": "mnist"}, r"unknown task 'mnist'; known tasks: charlm, digits"),
+        ({"task": "mnist"}, r"unknown task 'mnist'; built-in tasks: charlm, digits"),
         ({"optimizer": "lion"}, r"unknown optimizer 'lion'; known optimizers: sgd, momentum"),
         ({"lr": 0.0}, r"run: lr must be a finite number > 0, got 0.0"),
         ({"lr": -1e-3}, r"run: lr must be a finite number > 0, got -0.001"),
@@ -130,8 +130,9 @@ def test_key_changes_with_the_task_version(monkeypatch: pytest.MonkeyPatch) -> N
     before = config.key()
     bumped = dataclasses.replace(tasks_module.TASKS["digits"], version="2")
     monkeypatch.setitem(tasks_module.TASKS, "digits", bumped)
-    assert config.identity()["task"]["version"] == "2"
-    assert config.key() != before
+    again = RunConfig("digits", "adam", "cosine()", lr=1e-3)  # a config's key is computed once
+    assert again.identity()["task"]["version"] == "2"
+    assert again.key() != before and config.key() == before
 
 
 def test_charlm_key_includes_the_text_hash(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -143,7 +144,7 @@ def test_charlm_key_includes_the_text_hash(monkeypatch: pytest.MonkeyPatch) -> N
         tasks_module.TASKS["charlm"], fingerprint=lambda: {"text_sha256": "0" * 64}
     )
     monkeypatch.setitem(tasks_module.TASKS, "charlm", other_python)
-    assert config.key() != before
+    assert RunConfig("charlm", "adam", "cosine()", lr=1e-3).key() != before
 
 
 def test_lr_free_grid_lr_is_a_multiplier() -> None:
@@ -269,7 +270,7 @@ def test_non_finite_metric_is_a_divergence(monkeypatch: pytest.MonkeyPatch) -> N
     result = execute(RunConfig("rosenbrock", "adam", budget=0.1))
     assert result.status == "diverged"
     assert result.diverged_at == 0
-    assert result.reason == "validation loss is nan after 0 updates"
+    assert result.reason == "reported loss is nan after 0 updates"
 
 
 def test_errors_are_recorded_not_raised(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -354,7 +354,7 @@ def test_compare_store_option(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--tasks", "mnist"], "--tasks: unknown task 'mnist'; known tasks: charlm, digits"),
+        (["--tasks", "mnist"], "--tasks: unknown task 'mnist'; built-in tasks: charlm, digits"),
         (["--optimizers", "sgd,lion"], "--optimizers: unknown optimizer 'lion'"),
         (["--lrs", "0.1,fast"], "--lrs: 'fast' is not a number"),
         (["--lrs", "logspace(1,2)"], "--lrs: logspace takes 3 arguments"),

@@ -3,6 +3,8 @@
 The pure core (schedules, the spec language) imports nothing heavier than
 numpy. Framework adapters live in ``lrkit.torch``, ``lrkit.keras`` and
 ``lrkit.optax`` and import their framework only when imported themselves.
+``lrkit.task``, ``lrkit.Trial``, ``lrkit.compare`` and ``lrkit.tune`` put
+the user's own training into ``lrkit compare`` and ``lrkit tune``.
 
 Examples:
     >>> import lrkit
@@ -11,6 +13,9 @@ Examples:
     (0.0, 0.0003, 3e-05)
 """
 
+from typing import Any
+
+from lrkit.bench.trial import Pruned, Task, Trial, task
 from lrkit.controllers import Adaptive, Diverged, Guard, Plateau
 from lrkit.schedules import (
     FACTORIES,
@@ -40,7 +45,11 @@ __all__ = [
     "Diverged",
     "Guard",
     "Plateau",
+    "Pruned",
     "Schedule",
+    "Task",
+    "Trial",
+    "compare",
     "constant",
     "cosine",
     "cosine_restarts",
@@ -55,6 +64,19 @@ __all__ = [
     "parse",
     "polynomial",
     "step_decay",
+    "task",
+    "tune",
     "warmup",
     "wsd",
 ]
+
+#: Library entry points imported on first use (they pull in the runner).
+_LAZY = {"compare": "lrkit.bench.compare", "tune": "lrkit.bench.tune"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'lrkit' has no attribute {name!r}")

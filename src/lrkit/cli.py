@@ -412,93 +412,16 @@ def _print_summary(console: Console, summary: dict[str, list]) -> None:
         console.print(table)
 
 
-def _write_json_atomic(path: Path, data: object) -> None:
-    """Write JSON to ``path`` through a temporary file, so it is never half-written."""
-    import os
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, allow_nan=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _write_results(
     out: Path, grid: dict, store_path: Path, results: list, summary: dict[str, list]
 ) -> Path:
     """Write ``OUT/results.json`` then the HTML report and PNGs; exit 1 if it cannot."""
-    import datetime
+    from lrkit.bench.compare import write_outputs
 
-    from lrkit.bench.report import write_report
-
-    results_path = out / "results.json"
-    doc = {
-        "lrkit_version": lrkit.__version__,
-        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "grid": grid,
-        "store": str(store_path),
-        "summary": {task: [row.to_dict() for row in rows] for task, rows in summary.items()},
-        "runs": [r.to_dict() for r in results],
-    }
     try:
-        _write_json_atomic(results_path, doc)
+        return write_outputs(out, grid, store_path, results, summary)
     except OSError as err:
-        raise _fail(f"cannot write {str(results_path)!r}: {err.strerror or err}", code=1) from None
-    try:
-        write_report(results, out)
-    except OSError as err:
-        raise _fail(
-            f"cannot write the report in {str(out)!r}: {err.strerror or err}", code=1
-        ) from None
-    return results_path
-
-
-def _finder_cache_path(store_path: Path) -> Path:
-    """Where ``--lrs auto`` keeps its suggestions: ``runs.sqlite`` -> ``runs.finder.json``."""
-    return store_path.with_name(store_path.stem + ".finder.json")
-
-
-def _auto_grid(grid: object, store_path: Path) -> tuple[object, dict[str, dict]]:
-    """``--lrs auto``: each (task, optimizer)'s lrs centred on the finder's suggestion.
-
-    Prints each pair's suggestion and grid (on stderr while it runs, the grid
-    on stdout); returns the grid and the finder entries for results.json.
-    """
-    from lrkit.bench.find import AUTO_POINTS, AUTO_SPACING, FinderCache, auto_lrs
-    from lrkit.bench.grid import GridError, with_pair_lrs
-
-    cache = FinderCache(_finder_cache_path(store_path))
-    found: dict[str, dict] = {}
-    pairs = [(t, o) for t in grid.tasks for o in grid.optimizers]  # type: ignore[attr-defined]
-
-    def show(task: str, optimizer: str, entry: dict, lrs: list[float]) -> None:
-        low, high = entry["interval"]
-        found[f"{task}/{optimizer}"] = {
-            **{k: v for k, v in entry.items() if k != "identity"},
-            "lrs": lrs,
-        }
-        note = "" if entry["confidence"] >= 0.5 else f" (low: {entry['reason']})"
-        typer.echo(
-            f"lr finder {task} x {optimizer}: {entry['suggestion']:.3g} "
-            f"(interval {_g(low)}..{_g(high)}, confidence {entry['confidence']:.2f}{note}) "
-            f"-> lrs {', '.join(f'{x:g}' for x in lrs)}"
-        )
-
-    typer.echo(
-        f"--lrs auto: {AUTO_POINTS} lrs {AUTO_SPACING:g} decades apart around the lr finder's "
-        f"suggestion (suggestions kept in {str(cache.path)!r})",
-        err=True,
-    )
-    try:
-        pair_lrs = auto_lrs(pairs, cache, on_entry=show)
-    except OSError as err:
-        raise _fail(f"cannot write {str(cache.path)!r}: {err.strerror or err}", code=1) from None
-    except ValueError as err:
-        raise GridError(str(err)) from None
-    return with_pair_lrs(grid, pair_lrs), found  # type: ignore[arg-type]
-
-
-def _g(value: float | None) -> str:
-    return "—" if value is None else f"{value:.2g}"
+        raise _fail(f"cannot write into {str(out)!r}: {err.strerror or err}", code=1) from None
 
 
 _TensorBoardOption = Annotated[
@@ -544,7 +467,9 @@ def compare_cmd(
         typer.Option(
             "--tasks",
             metavar="NAMES",
-            help="Tasks (repeat or comma-separate; see lrkit tasks). Default: digits,scales.",
+            help="Tasks: built-in names (see lrkit tasks), or your own: path/to/file.py:name or "
+            "package.module:name (an @lrkit.task function). Repeat or comma-separate. "
+            "Default: digits,scales.",
             show_default=False,
         ),
     ] = None,
@@ -622,7 +547,7 @@ def compare_cmd(
     tensorboard: _TensorBoardOption = None,
     csv: _CsvOption = False,
 ) -> None:
-    """Compare optimizers x schedules x learning rates x seeds on built-in tasks.
+    """Compare optimizers x schedules x learning rates x seeds on built-in tasks or your own.
 
     Runs every pending run of the grid in parallel worker processes, stores
     each run as it finishes in a SQLite file (an interrupted compare resumes
@@ -632,71 +557,83 @@ def compare_cmd(
     """
     import sys
 
-    from lrkit.bench.grid import GridError, expand_grid, is_auto, summarize
-    from lrkit.bench.runner import WorkersFailed, make_progress, run_grid
-    from lrkit.bench.store import RunStore, StoreError
+    from lrkit.bench.compare import compare
+    from lrkit.bench.grid import GridError
+    from lrkit.bench.runner import WorkersFailed, make_progress
+    from lrkit.bench.store import StoreError
 
-    store_path = store if store is not None else out / STORE_NAME
-    found: dict[str, dict] = {}
     if workers is not None and workers < 0:
         raise _fail(f"--workers must be an integer >= 0, got {workers}")
     try:
-        auto = is_auto(lrs or [])
-        grid = _grid_from_options(
-            tasks or [],
-            optimizers or [],
-            schedules or [],
-            [] if auto else lrs or [],
-            multipliers or [],
-            seeds,
-            budget,
+        results = compare(
+            tasks or None,
+            optimizers=optimizers,
+            schedules=schedules,
+            lrs=lrs,
+            multipliers=multipliers,
+            seeds=seeds,
+            budget=budget,
+            workers=workers,
+            out=out,
+            store=store,
+            progress=make_progress(),
+            on_note=typer.echo,
+            tensorboard=tensorboard,
+            csv=csv,
         )
-        if auto:
-            if out.exists() and not out.is_dir():
-                raise _fail(f"--out {str(out)!r} exists and is not a folder")
-            grid, found = _auto_grid(grid, store_path)  # type: ignore[arg-type]
-        configs = expand_grid(grid)  # type: ignore[arg-type]
-    except GridError as err:
+    except (GridError, StoreError) as err:
         raise _fail(str(err)) from None
-    if out.exists() and not out.is_dir():
-        raise _fail(f"--out {str(out)!r} exists and is not a folder")
-    try:
-        run_store = RunStore(store_path)
-    except StoreError as err:
-        raise _fail(str(err)) from None
-    with run_store:
-        try:
-            report = run_grid(configs, run_store, workers=workers, progress=make_progress())
-        except KeyboardInterrupt:
-            typer.echo(
-                f"interrupted: finished runs are kept in {str(store_path)!r}; "
-                "run the same command again to resume",
-                err=True,
-            )
-            raise typer.Exit(130) from None
-        except WorkersFailed as err:
-            raise _fail(str(err), code=1) from None
-        results = run_store.results(report.keys)
-    order = {key: i for i, key in enumerate(report.keys)}
-    results.sort(key=lambda r: order[r.key])
-    summary = summarize(results)
+    except KeyboardInterrupt:
+        where = store if store is not None else out / "runs.sqlite"
+        typer.echo(
+            f"interrupted: finished runs are kept in {str(where)!r}; "
+            "run the same command again to resume",
+            err=True,
+        )
+        raise typer.Exit(130) from None
+    except WorkersFailed as err:
+        raise _fail(str(err), code=1) from None
+    except OSError as err:
+        raise _fail(f"cannot write the outputs: {err}", code=1) from None
     # Piped output is not cut at 80 columns: the tables stay one line a row.
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
     console.print()
-    _print_summary(console, summary)
-    grid_doc = grid.to_dict()  # type: ignore[attr-defined]
-    if found:
-        grid_doc["finder"] = found
-    results_path = _write_results(out, grid_doc, store_path, results, summary)
-    lost = f", {len(report.lost)} lost to a dead worker (rerun to retry)" if report.lost else ""
+    _print_summary(console, results.summary)
+    report = results.runner
+    retried = f", {report.retried} retried after a worker died" if report.retried else ""
     typer.echo(
-        f"{report.total} runs: {report.ran} run now, {report.skipped} from the store{lost}; "
+        f"{report.total} runs: {report.ran} run now, {report.skipped} from the store{retried}; "
         f"{report.wall_time:.1f}s on {report.workers} worker(s)"
     )
-    typer.echo(f"wrote {results_path} and {out / 'report.html'} (store: {store_path})")
-    _write_logs(out, results, tensorboard, csv)
-    if report.lost:
+    typer.echo(f"wrote {out / 'results.json'} and {out / 'report.html'} (store: {results.store})")
+    if tensorboard is not None:
+        typer.echo(f"wrote {len(results.runs)} TensorBoard runs under {tensorboard}")
+    if csv:
+        typer.echo(f"wrote {out / 'steps.csv'}")
+    errors = results.errors
+    if errors:
+        _print_errors(errors, results.store)
         sys.exit(1)
+
+
+def _print_errors(errors: list, store: Path) -> None:
+    """The runs whose task raised: how many, and the first one's error."""
+    first = errors[0]
+    typer.echo(
+        f"{len(errors)} run(s) failed with an error (status 'error' in the store); the first: "
+        f"{first.task} {first.config['optimizer']} {first.config['schedule']} "
+        f"lr={first.config['lr']:g} seed={first.config['seed']}: {first.reason}",
+        err=True,
+    )
+    if first.traceback:
+        lines = first.traceback.rstrip().splitlines()
+        typer.echo("  " + "\n  ".join(lines[-6:]), err=True)
+    typer.echo(
+        f"every traceback is in {str(store)!r} (table runs, column result: 'traceback'); "
+        "fix the task and run the same command again: only those runs and runs of a changed "
+        "task file run again",
+        err=True,
+    )
 
 
 # --------------------------------------------------------------------------
@@ -919,7 +856,9 @@ def find_lr_cmd(
         **result_to_dict(result),
     }
     try:
-        _write_json_atomic(doc_path, doc)
+        from lrkit.bench.compare import write_json_atomic
+
+        write_json_atomic(doc_path, doc)
         result.plot(png)
     except OSError as err:
         raise _fail(f"cannot write into {str(out)!r}: {err.strerror or err}", code=1) from None

@@ -2093,6 +2093,8 @@ class Scheduler(LRScheduler):
     """
 
     base_lrs: list[float]  # type: ignore[assignment]  # torch types lrs as float | Tensor; lrkit's are floats
+    #: A subclass that receives a step's loss after step() keeps its snapshot pending.
+    _keep_unchecked = False
     _last_lr: list[float]  # type: ignore[assignment]  # torch types lrs as float | Tensor; lrkit's are floats
 
     def __init__(
@@ -2308,7 +2310,8 @@ class Scheduler(LRScheduler):
         rolled_back = False
         if self._snapshots is not None:
             if loss is None:
-                self._snapshots.drop_pending()  # its weights' loss was never checked
+                if not self._keep_unchecked:
+                    self._snapshots.drop_pending()  # its weights' loss was never checked
             else:
                 rolled_back = self._watch_loss(float(loss), t)
         if metric is not None and not rolled_back:
@@ -2316,6 +2319,16 @@ class Scheduler(LRScheduler):
                 c.observe(float(metric), t)
         self._step_count += 1
         self.last_epoch += 1
+        self._apply()
+
+    def observe(self, metric: SupportsFloat) -> None:
+        """Hand ``metric`` to the Plateau/Adaptive controllers at the current step.
+
+        Unlike ``step(metric)`` the step does not advance; a cut applies at
+        once (e.g. a validation loss measured at an epoch's end).
+        """
+        for c in self._metric_controllers():
+            c.observe(float(metric), self.last_epoch)
         self._apply()
 
     def replan(self, steps: int, at: int | None = None) -> None:

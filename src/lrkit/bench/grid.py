@@ -44,7 +44,8 @@ from typing import Any
 
 from lrkit.bench.optimizers import get_optimizer
 from lrkit.bench.run import RunConfig, RunResult
-from lrkit.bench.tasks import get_task
+from lrkit.bench.trial import Task, load_task, register_task
+from lrkit.schedules import Schedule
 from lrkit.spec import parse
 
 __all__ = [
@@ -62,6 +63,8 @@ __all__ = [
     "is_auto",
     "make_grid",
     "parse_lrs",
+    "pinned_lr",
+    "pinned_specs",
     "split_names",
     "summarize",
     "with_pair_lrs",
@@ -276,12 +279,18 @@ def make_grid(
         GridError: If a name is unknown, a spec does not parse, a number is
             out of range; the message names the value.
     """
-    task_names = tuple(dict.fromkeys(tasks or DEFAULT_TASKS))
+    refs: list[str] = []
+    for item in tasks or DEFAULT_TASKS:
+        if isinstance(item, Task):
+            register_task(item)
+            item = item.ref
+        refs.append(item)
+    task_names = tuple(dict.fromkeys(refs))
     optimizer_names = tuple(dict.fromkeys(optimizers or DEFAULT_OPTIMIZERS))
     specs = tuple(dict.fromkeys(s.strip() for s in (schedules or DEFAULT_SCHEDULES)))
     for name in task_names:
         try:
-            get_task(name)
+            load_task(name)
         except ValueError as err:
             raise GridError(f"--tasks: {err}") from None
     for name in optimizer_names:
@@ -300,7 +309,7 @@ def make_grid(
             raise GridError("--schedules: empty spec; give e.g. 'cosine()'")
         failures: dict[str, str] = {}
         for name in task_names:  # each task's budget fills `steps`
-            steps = get_task(name).budget(budget)
+            steps = load_task(name).budget(budget)
             try:
                 parse(spec, lr=0.1, steps=steps)
             except (ValueError, TypeError) as err:
@@ -343,11 +352,13 @@ def expand_grid(grid: Grid | None = None, **axes: Any) -> list[RunConfig]:
     configs: list[RunConfig] = []
     seen: set[str] = set()
     for task in grid.tasks:
+        steps = load_task(task).budget(grid.budget)
         for optimizer in grid.optimizers:
             spec = get_optimizer(optimizer)
             lrs = grid.multipliers if spec.lr_free else grid.lrs_for(task, optimizer)
             for schedule in grid.schedules:
-                for lr in lrs:
+                own = pinned_lr(schedule, steps) if spec.own_schedule is None else None
+                for lr in lrs if own is None else [own / spec.group_lr(1.0)]:
                     for seed in range(grid.seeds):
                         config = RunConfig(task, optimizer, schedule, lr, seed, grid.budget)
                         try:
@@ -361,6 +372,35 @@ def expand_grid(grid: Grid | None = None, **axes: Any) -> list[RunConfig]:
                             seen.add(key)
                             configs.append(config)
     return configs
+
+
+def pinned_lr(spec: str, steps: int) -> float | None:
+    """The peak lr of a spec that sets its own ``lr`` (``--lrs`` does not apply), else ``None``.
+
+    A spec pins its lr when filling a missing ``lr`` with two different values
+    gives the same schedule.
+
+    Examples:
+        >>> pinned_lr("cosine()", 100) is None, pinned_lr("warmup(cosine(lr=0.05), steps=10)", 100)
+        (True, 0.05)
+    """
+    a = parse(spec, lr=0.1, steps=steps)
+    if str(a) != str(parse(spec, lr=0.2, steps=steps)):
+        return None
+    if isinstance(a, Schedule):
+        return float(a.values(steps).max())
+    return max(float(a.lr(t)) for t in range(min(steps, 100_000)))
+
+
+def pinned_specs(grid: Grid) -> dict[str, float]:
+    """The grid's specs that set their own lr, with that lr (on the first task's budget)."""
+    steps = load_task(grid.tasks[0]).budget(grid.budget)
+    out = {}
+    for spec in grid.schedules:
+        lr = pinned_lr(spec, steps)
+        if lr is not None:
+            out[spec] = lr
+    return out
 
 
 @dataclass
@@ -425,11 +465,12 @@ def summarize(results: Iterable[RunResult]) -> dict[str, list[SettingSummary]]:
     for result in results:
         if not result.config:
             continue
-        head = (result.config["task"], result.config["optimizer"], _schedule_run(result))
+        head = (result.task, result.config["optimizer"], _schedule_run(result))
         groups.setdefault(head, {}).setdefault(float(result.config["lr"]), []).append(result)
     table: dict[str, list[SettingSummary]] = {}
     for (task, optimizer, schedule), by_lr in groups.items():
-        mode = get_task(task).mode
+        first = next(iter(by_lr.values()))[0]
+        mode = first.mode
         sign = 1.0 if mode == "min" else -1.0
         all_runs = [r for runs in by_lr.values() for r in runs]
 
@@ -448,7 +489,7 @@ def summarize(results: Iterable[RunResult]) -> dict[str, list[SettingSummary]]:
                 optimizer=optimizer,
                 schedule=schedule,
                 lr=lr,
-                metric=get_task(task).metric,
+                metric=first.metric,
                 mode=mode,
                 mean=statistics.fmean(finals) if finals else None,
                 std=statistics.pstdev(finals) if finals else None,

@@ -11,7 +11,6 @@ import sys
 from typing import Any, Protocol, TextIO
 
 from lrkit.bench.run import RunResult
-from lrkit.bench.tasks import get_task
 
 __all__ = ["PlainProgress", "Progress", "RichProgress", "describe", "make_progress"]
 
@@ -35,9 +34,15 @@ class Progress(Protocol):
 def describe(config: dict[str, Any]) -> str:
     """A short label of a run: ``digits adam cosine() lr=0.001 seed=0``."""
     return (
-        f"{config['task']} {config['optimizer']} {config['schedule']} "
+        f"{_task_name(config['task'])} {config['optimizer']} {config['schedule']} "
         f"lr={config['lr']:g} seed={config['seed']}"
     )
+
+
+def _task_name(ref: str) -> str:
+    """A task reference as shown: ``path/to/train.py:my_task`` -> ``train.py:my_task``."""
+    left, sep, name = ref.rpartition(":")
+    return f"{left.replace(chr(92), '/').rsplit('/', 1)[-1]}:{name}" if sep else ref
 
 
 class _Best:
@@ -48,11 +53,13 @@ class _Best:
 
     def update(self, result: RunResult) -> str:
         """Record ``result``; return ``"task: best metric=value (setting)"``."""
-        task = result.config.get("task", "")
+        task = result.task
         final = result.final
         if result.finished and final is not None:
             current = self.best.get(task)
-            if current is None or get_task(task).better(final, current[0]):
+            if current is None or (
+                final > current[0] if result.mode == "max" else final < current[0]
+            ):
                 setting = (
                     f"{result.config['optimizer']} {result.config['schedule']} "
                     f"lr={result.config['lr']:g}"

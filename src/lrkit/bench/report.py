@@ -160,7 +160,11 @@ def diagnose_lrs(by_lr: Mapping[float, Sequence[RunResult]]) -> dict[float, str]
         elif (
             lr < best_lr
             and far
-            and any(_improving(r) or r.steps_to_target is None for r in runs if r.finished)
+            and any(
+                _improving(r) or (r.target is not None and r.steps_to_target is None)
+                for r in runs
+                if r.finished
+            )
         ):
             verdict = "too low"
         elif far:
@@ -197,7 +201,7 @@ def _group(
     for r in results:
         if not r.config:
             continue
-        head = (r.config["task"], r.config["optimizer"], _schedule_run(r))
+        head = (r.task, r.config["optimizer"], _schedule_run(r))
         groups.setdefault(head, {}).setdefault(float(r.config["lr"]), []).append(r)
     return groups
 
@@ -640,7 +644,7 @@ def write_report(
             slug += "_"
         used.add(slug)
         metric, mode = rows[0].metric, rows[0].mode
-        target = next((r.target for r in runs if r.config.get("task") == task), None)
+        target = next((r.target for r in runs if r.task == task), None)
         task_groups = {(o, s): by_lr for (t, o, s), by_lr in groups.items() if t == task}
         goal = (
             ""

@@ -1,79 +1,78 @@
-"""One benchmark run: its configuration, its stable key, and its execution.
+"""One run: its typed configuration with its key, its result, and its execution.
 
-A :class:`RunConfig` names a task, an optimizer, a schedule spec, a learning
-rate, a seed and a budget scale. Its :meth:`~RunConfig.key` is the sha256 of
-a canonical JSON of what determines the run's numbers: the task's identity
-(name, version, and for ``charlm`` the hash of the text it read), the
-effective step budget and batch size, the optimizer, the schedule with ``lr``
-and ``steps`` filled in, and the seed. Two configs that run the same thing
-share a key; a changed task version or budget gives a new one.
+A :class:`RunConfig` names a task (a built-in name, ``file.py:name`` or
+``module:name``; see :func:`lrkit.bench.trial.load_task`), an optimizer, a
+schedule spec, a learning rate, a seed and a budget scale. Everything derived
+from it (the task, the step budget, the filled schedule, the identity and
+the key) is computed once and cached. Its :meth:`~RunConfig.key` is the
+sha256 of a canonical JSON of what determines the run's numbers: the task's
+identity (built-ins: name and version, and for ``charlm`` the hash of the
+text it read; user tasks: name, source file hash and version), the
+effective step budget and batch size, the optimizer, the schedule with
+``lr`` and ``steps`` filled in, and the seed. Two configs that run the same
+thing share a key; a changed task or budget gives a new one.
 
-:func:`execute` runs one config in the current process and returns a
-:class:`RunResult` of plain, JSON-ready data: per-step lr (the effective step
-size, ``d * lr`` for Prodigy / D-Adaptation) and train loss, the validation
-metrics at 16 evenly spaced steps (step 0 included), the update-to-weight
-ratio ``||w_{t+1} - w_t|| / ||w_t||`` at the updates just before those
-points, the wall time and the status: ``"ok"``, ``"diverged"`` (the step and
-the reason, from :class:`lrkit.divergence.DivergenceRule`), ``"rescued"``
-(a ``guard(...)`` spec rolled the run back at least once and it finished;
-its ``final`` counts like an ok run's) or ``"error"`` (the exception's
-message). The same config gives the same numbers.
+:func:`execute` runs one config in the current process: it builds a
+:class:`~lrkit.bench.trial.Trial`, calls the task with it and returns a
+:class:`RunResult` of plain, JSON-ready data: per-update lr (the effective
+step size, ``d * lr`` for Prodigy / D-Adaptation) and train loss, the
+reported metric values, the update-to-weight ratio at 16 points, other
+logged scalars, the wall time and the status:
 
-The loop is deliberately thin: each step it sets every param group's lr to
-``s(step) * ratio`` (``ratio`` = the group's lr over the first group's at
-creation) and trains one batch.
+- ``"ok"``: the task returned a finite metric;
+- ``"rescued"``: a ``guard(...)`` schedule rolled the run back at least once
+  and it finished (its ``final`` counts like an ok run's);
+- ``"diverged"``: the training loss or a reported metric went NaN/inf (or,
+  on the built-in tasks, spiked: :data:`BENCH_RULE`), a guard gave up, or
+  the final metric is NaN/inf;
+- ``"pruned"``: a tuner stopped it (:class:`lrkit.Pruned`);
+- ``"error"``: the task raised; the type, message and traceback are kept.
 
-Controllers in a spec (``lrkit.parse`` names them):
-
-- ``plateau(...)`` and ``adaptive(...)`` observe the mean training loss of
-  each block of :func:`observe_every` steps (minibatch losses are too noisy
-  for patience counted in steps), at the block's last step.
-- ``guard(schedule, ...)`` turns on rollback: the train loss of each step
-  goes to the guard *before* the update; a divergence skips that update,
-  restores model and optimizer from the last good snapshot (taken before an
-  update whose loss passed, every :data:`SNAPSHOT_EVERY` steps) and the lr
-  is multiplied by the guard's factor; the step counter and the batches go
-  on. A non-finite validation metric is a divergence too. A guarded run
-  that needed a rollback and finished has status ``"rescued"`` and lists
-  the steps in ``rollbacks``; one past ``max_rollbacks`` is ``"diverged"``.
-  The guard's own rule replaces :data:`BENCH_RULE` (its default is the same:
-  spike 4.0, window 20, above the starting level).
+The same config gives the same numbers.
 
 Examples:
     >>> from lrkit.bench.run import RunConfig
     >>> config = RunConfig("quadratic", "sgd", "constant()", lr=0.1, seed=0)
-    >>> config.steps
-    200
+    >>> config.steps, config.filled_schedule
+    (200, 'constant(lr=0.1)')
     >>> len(config.key())
     64
 """
 
 from __future__ import annotations
 
-import copy
+import functools
 import hashlib
+import importlib.util
 import json
 import math
+import os
 import platform
 import random
+import sys
 import time
+import traceback
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from lrkit.bench.optimizers import OptimizerSpec, get_optimizer
-from lrkit.bench.tasks import Task, get_task
-from lrkit.controllers import Adaptive, Diverged, Guard, Plateau
+from lrkit.bench.optimizers import get_optimizer
+from lrkit.bench.trial import Pruned, Task, Trial, load_task, register_task
+from lrkit.controllers import Diverged, Guard
 from lrkit.divergence import DivergenceRule
 from lrkit.schedules import Schedule
 from lrkit.spec import parse
 
 __all__ = [
     "BENCH_RULE",
+    "FINISHED",
     "RUN_FORMAT",
+    "STATUSES",
     "RunConfig",
     "RunResult",
     "eval_steps",
     "execute",
+    "execute_dict",
     "observe_every",
     "warm_up",
 ]
@@ -81,18 +80,22 @@ __all__ = [
 #: Bumped whenever :func:`execute` changes what it records or how it trains.
 RUN_FORMAT = 1
 
+#: Guarded runs (a ``guard(...)`` spec) are driven by :class:`lrkit.torch.Scheduler`'s
+#: guard since user tasks came; their keys carry this so older guarded runs are re-run.
+GUARD_FORMAT = 2
+
 #: How many validation points a run records (step 0 and the last included).
 N_EVALS = 16
 
-STATUSES = ("ok", "rescued", "diverged", "error")
+STATUSES = ("ok", "rescued", "diverged", "pruned", "error")
 
 #: Statuses of runs that trained to the end (a rescued run was saved by a guard).
 FINISHED = ("ok", "rescued")
 
-#: How often a ``guard(...)`` run keeps a snapshot of model and optimizer (steps).
+#: How often a ``guard(...)`` run of a built-in task keeps a snapshot (steps).
 SNAPSHOT_EVERY = 10
 
-#: The benchmark's divergence rule: SPEC's spike 4.0 over a window of 20,
+#: The built-in tasks' divergence rule: SPEC's spike 4.0 over a window of 20,
 #: and a spike must also exceed the starting level, so minibatch noise near
 #: zero loss is not mistaken for a blow-up.
 BENCH_RULE = DivergenceRule(spike=4.0, window=20, above_start=True)
@@ -103,19 +106,23 @@ class RunConfig:
     """What one run trains: task, optimizer, schedule, lr, seed, budget.
 
     Args:
-        task: A task name from :data:`lrkit.bench.tasks.TASKS`.
+        task: A task reference (a built-in name, ``path/to/file.py:name``,
+            ``package.module:name``) or an ``@lrkit.task`` function (kept as
+            its reference; a function defined inside another one runs only
+            in this process).
         optimizer: An optimizer name from
             :data:`lrkit.bench.optimizers.OPTIMIZERS`.
         schedule: An lrkit schedule spec; ``lr`` and ``steps`` may be left
             out (``"cosine()"``): they are filled with the group lr and the
             budget. Ignored by optimizers with their own rule (Schedule-Free).
-        lr: The grid's learning rate; for LR-free optimizers, the multiplier
-            of their own default lr.
+        lr: The lr the run uses (a spec that sets its own lr: that lr); for
+            LR-free optimizers, the multiplier of their own default lr.
         seed: Seeds model initialisation and batch order.
         budget: Scales the task's step budget.
 
     Raises:
-        ValueError: If a name is unknown or a number out of range.
+        ValueError: If a name is unknown or a number out of range
+            (:class:`~lrkit.bench.trial.TaskLoadError` for the task).
     """
 
     task: str
@@ -126,7 +133,10 @@ class RunConfig:
     budget: float = 1.0
 
     def __post_init__(self) -> None:
-        get_task(self.task)
+        if isinstance(self.task, Task):
+            register_task(self.task)
+            object.__setattr__(self, "task", self.task.ref)
+        load_task(self.task)
         get_optimizer(self.optimizer)
         if not isinstance(self.schedule, str) or not self.schedule.strip():
             raise ValueError(
@@ -141,13 +151,18 @@ class RunConfig:
         seed = self.seed
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"run: seed must be an integer >= 0, got {seed!r}")
-        get_task(self.task).budget(self.budget)  # checks the scale
+        self.task_object.budget(self.budget)  # checks the scale
         object.__setattr__(self, "budget", float(self.budget))
 
-    @property
+    @functools.cached_property
+    def task_object(self) -> Task:
+        """The :class:`~lrkit.bench.trial.Task` the reference names."""
+        return load_task(self.task)
+
+    @functools.cached_property
     def steps(self) -> int:
         """The effective step budget: the task's budget times ``budget``."""
-        return get_task(self.task).budget(self.budget)
+        return self.task_object.budget(self.budget)
 
     @property
     def group_lr(self) -> float:
@@ -160,13 +175,34 @@ class RunConfig:
         own = get_optimizer(self.optimizer).own_schedule
         return own if own is not None else self.schedule
 
-    def schedule_object(self) -> Schedule:
-        """Return the schedule with ``lr`` and ``steps`` filled in.
+    @functools.cached_property
+    def filled_schedule(self) -> str:
+        """The spec run, with ``lr`` and ``steps`` filled in (parsed once).
 
         Raises:
             ValueError: If the spec does not parse.
         """
-        return parse(self.schedule_spec, lr=self.group_lr, steps=self.steps)
+        return str(parse(self.schedule_spec, lr=self.group_lr, steps=self.steps))
+
+    def schedule_object(self) -> Schedule:
+        """A fresh schedule or controller of :attr:`filled_schedule` (controllers keep state)."""
+        return parse(self.filled_schedule)
+
+    @functools.cached_property
+    def _identity(self) -> dict[str, Any]:
+        task = self.task_object
+        ident: dict[str, Any] = {
+            "format": RUN_FORMAT,
+            "task": task.identity(),
+            "steps": self.steps,
+            "batch_size": task.batch_size,
+            "optimizer": self.optimizer,
+            "schedule": self.filled_schedule,
+            "seed": self.seed,
+        }
+        if self.filled_schedule.startswith("guard("):
+            ident["guard_format"] = GUARD_FORMAT
+        return ident
 
     def identity(self) -> dict[str, Any]:
         """Return what determines this run's numbers, as plain data.
@@ -174,25 +210,27 @@ class RunConfig:
         The grid's lr and the budget scale appear only through what they
         change: the filled schedule and the effective step count.
         """
-        task = get_task(self.task)
-        return {
-            "format": RUN_FORMAT,
-            "task": task.identity(),
-            "steps": self.steps,
-            "batch_size": task.batch_size,
-            "optimizer": self.optimizer,
-            "schedule": str(self.schedule_object()),
-            "seed": self.seed,
-        }
+        return dict(self._identity)
+
+    @functools.cached_property
+    def _key(self) -> str:
+        text = json.dumps(self._identity, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
     def key(self) -> str:
         """Return the sha256 hex digest of the canonical JSON of :meth:`identity`."""
-        text = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+        return self._key
 
     def to_dict(self) -> dict[str, Any]:
         """Return the config as JSON-ready plain data."""
-        return asdict(self)
+        return {
+            "task": self.task,
+            "optimizer": self.optimizer,
+            "schedule": self.schedule,
+            "lr": self.lr,
+            "seed": self.seed,
+            "budget": self.budget,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
@@ -214,26 +252,30 @@ class RunResult:
         key: The config's :meth:`RunConfig.key` (``""`` if it could not be made).
         config: The :class:`RunConfig` as a dict.
         identity: What the key hashes (empty if it could not be made).
-        status: ``"ok"``, ``"rescued"``, ``"diverged"`` or ``"error"``.
+        status: ``"ok"``, ``"rescued"``, ``"diverged"``, ``"pruned"`` or ``"error"``.
         metric: The task's metric name; ``mode`` its direction; ``target``
-            the task's target.
-        steps: The step budget; ``steps_done`` how many updates were made.
+            the task's target (``None`` if it has none).
+        steps: The step budget; ``steps_done`` how many steps were logged.
         lr: The effective step size used by each update.
-        loss: The training loss of each update.
-        eval_steps: Steps (updates done) at which the model was evaluated.
-        evals: Validation values by name, one per entry of ``eval_steps``.
+        loss: The training loss of each step.
+        eval_steps: Steps at which the metric was reported.
+        evals: Reported values by metric name, one per entry of ``eval_steps``.
         ratio_steps: Updates at which ``||dw|| / ||w||`` was measured.
         update_ratio: Those ratios.
-        final: The metric at the end (``None`` unless the status is ``"ok"``
-            or ``"rescued"``).
-        best: The best metric seen at any evaluation.
-        steps_to_target: The first evaluated step that met the target.
-        diverged_at: The update at which the divergence was found.
-        reason: Why it diverged, or the error message.
+        final: The metric the task returned (``None`` unless the status is
+            ``"ok"`` or ``"rescued"``).
+        best: The best metric seen at any report.
+        steps_to_target: The first reported step that met the target.
+        diverged_at: The step at which the divergence was found.
+        reason: Why it diverged, was pruned or failed (``Type: message``).
         wall_time: Seconds for the whole run, build included.
-        build_time: Seconds spent building task and optimizer.
+        build_time: Seconds before the first update.
         env: Versions of Python and torch.
         rollbacks: The steps at which a ``guard(...)`` rolled the run back.
+        scalars: Other values given to ``trial.log``: name -> ``[[step, value], ...]``.
+        traceback: The task's traceback, for ``"error"``.
+        pruned_at: The step of the report at which a tuner pruned the run.
+        task: The task's display name.
     """
 
     key: str
@@ -242,7 +284,7 @@ class RunResult:
     status: str
     metric: str
     mode: str
-    target: float
+    target: float | None
     steps: int
     steps_done: int = 0
     lr: list[float] = field(default_factory=list)
@@ -260,6 +302,14 @@ class RunResult:
     build_time: float = 0.0
     env: dict[str, str] = field(default_factory=dict)
     rollbacks: list[int] = field(default_factory=list)
+    scalars: dict[str, list[list[float]]] = field(default_factory=dict)
+    traceback: str | None = None
+    pruned_at: int | None = None
+    task: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.task:
+            self.task = str(self.config.get("task", ""))
 
     @property
     def finished(self) -> bool:
@@ -273,6 +323,9 @@ class RunResult:
         data["loss"] = [_finite_or_none(v) for v in self.loss]
         data["evals"] = {k: [_finite_or_none(v) for v in vs] for k, vs in self.evals.items()}
         data["update_ratio"] = [_finite_or_none(v) for v in self.update_ratio]
+        data["scalars"] = {
+            k: [[s, _finite_or_none(v)] for s, v in vs] for k, vs in self.scalars.items()
+        }
         for name in ("final", "best"):
             data[name] = _finite_or_none(data[name])
         return data
@@ -288,6 +341,10 @@ class RunResult:
             k: [nan if v is None else v for v in vs] for k, vs in data.get("evals", {}).items()
         }
         data["update_ratio"] = [nan if v is None else v for v in data.get("update_ratio", [])]
+        data["scalars"] = {
+            k: [[s, nan if v is None else v] for s, v in vs]
+            for k, vs in data.get("scalars", {}).items()
+        }
         return cls(**data)
 
 
@@ -333,229 +390,122 @@ def observe_every(steps: int) -> int:
     return max(1, steps // 30)
 
 
-def execute(config: RunConfig, *, rule: DivergenceRule | None = None) -> RunResult:
-    """Train one run in this process and return what it recorded.
+def _seed_everything(seed: int) -> None:
+    """Seed Python's, numpy's and (when installed) torch's global generators."""
+    import numpy as np
 
-    Sets torch to one thread, seeds Python's and torch's generators with
-    ``config.seed``, builds the task, and trains ``config.steps`` updates.
-    Exceptions are caught and recorded as status ``"error"``; a divergence
-    (NaN/inf or a spike in the train loss, or a non-finite validation metric)
-    stops the run early with status ``"diverged"``, unless the spec is a
-    ``guard(...)``: then it rolls back (see the module docstring).
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    if "torch" in sys.modules or importlib.util.find_spec("torch") is not None:
+        import torch
+
+        torch.set_num_threads(1)
+        torch.manual_seed(seed)
+
+
+def _torch_version() -> str:
+    torch = sys.modules.get("torch")
+    return str(torch.__version__) if torch is not None else ""
+
+
+def execute(
+    config: RunConfig,
+    *,
+    on_report: Callable[[int, float], bool] | None = None,
+) -> RunResult:
+    """Run one config in this process and return what it recorded.
+
+    Seeds Python's, numpy's and torch's generators with ``config.seed`` (and
+    uses one torch thread), builds a :class:`~lrkit.bench.trial.Trial` and
+    calls the task. Nothing the task raises escapes: it is recorded in the
+    status (see the module docstring).
 
     Args:
         config: The run.
-        rule: The divergence rule. Default: :data:`BENCH_RULE` (spike 4.0,
-            window 20, and a spike must also exceed the starting level).
+        on_report: Called with ``(step, value)`` at each ``trial.report``;
+            returning True prunes the run (a tuner's pruner).
 
     Returns:
         The :class:`RunResult`.
     """
-    import torch
-
     start = time.perf_counter()
-    torch.set_num_threads(1)
-    rule = rule if rule is not None else BENCH_RULE
-    task = get_task(config.task)
-    spec = get_optimizer(config.optimizer)
     result = RunResult(
         key="",
         config=config.to_dict(),
         identity={},
         status="ok",
-        metric=task.metric,
-        mode=task.mode,
-        target=task.target,
-        steps=config.steps,
-        env={"python": platform.python_version(), "torch": str(torch.__version__)},
+        metric="",
+        mode="min",
+        target=None,
+        steps=0,
     )
+    trial: Trial | None = None
     try:
+        task = config.task_object
+        result.task, result.metric, result.mode = task.name, task.metric, task.mode
+        result.target, result.steps = task.target, config.steps
         result.identity = config.identity()
         result.key = config.key()
-        _train(config, task, spec, rule, result, start)
+        _seed_everything(config.seed)
+        trial = Trial(config, result, on_report=on_report, started=start)
+        _finish(result, trial, task(trial))
+    except Pruned as exc:
+        result.status, result.reason = "pruned", str(exc)
+    except Diverged as exc:
+        result.status, result.diverged_at = "diverged", exc.step
+        result.reason = str(exc)
+        rollbacks = _rollbacks(trial)
+        if rollbacks:
+            result.rollbacks = rollbacks
+            result.reason += f" ({len(rollbacks)} rollbacks before it)"
     except Exception as exc:  # recorded, not raised: one bad run must not stop a grid
         result.status = "error"
         result.reason = f"{type(exc).__name__}: {exc}"
-        result.final = None
+        result.traceback = traceback.format_exc()
+    result.final = result.final if result.finished else None
+    result.env = {
+        "python": platform.python_version(),
+        "torch": _torch_version(),
+        "pid": str(os.getpid()),
+    }
     result.wall_time = time.perf_counter() - start
     return result
 
 
-class _Snapshot:
-    """The last good model and optimizer state of a guarded run, in memory."""
+def _rollbacks(trial: Trial | None) -> list[int]:
+    scheduler = None if trial is None else trial._scheduler
+    return [int(t) for t, _ in getattr(scheduler, "rollback_steps", [])]
 
-    def __init__(self, model: Any, optimizer: Any) -> None:
-        self.model = model
-        self.optimizer = optimizer
-        self.data: tuple[dict[str, Any], dict[str, Any]] | None = None
 
-    def take(self) -> None:
-        self.data = (
-            {k: v.detach().clone() for k, v in self.model.state_dict().items()},
-            copy.deepcopy(self.optimizer.state_dict()),
+def _finish(result: RunResult, trial: Trial, value: Any) -> None:
+    """Record the task's return value as the final metric and set the status."""
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(
+            f"the task returned {value!r}; it must return its final metric "
+            f"({result.metric}) as a number"
         )
-
-    def restore(self) -> None:
-        if self.data is None:  # taken before the first update: never happens
-            raise RuntimeError("guard: no snapshot to roll back to")
-        self.model.load_state_dict(self.data[0])
-        self.optimizer.load_state_dict(copy.deepcopy(self.data[1]))
-
-
-def _controllers(schedule: Any) -> tuple[Any, Guard | None, Any]:
-    """(the step -> lr function, the guard or None, the controller that observes or None)."""
-    guard = schedule if isinstance(schedule, Guard) else None
-    inner = guard.schedule if guard is not None else schedule
-    if guard is not None and inner is None:
-        raise ValueError("run: a guard(...) spec needs a schedule, e.g. guard(cosine())")
-    observer = inner if isinstance(inner, (Plateau, Adaptive)) else None
-    lr_at = schedule if isinstance(schedule, Schedule) else schedule.lr
-    return lr_at, guard, observer
-
-
-def _train(
-    config: RunConfig,
-    task: Task,
-    spec: OptimizerSpec,
-    rule: DivergenceRule,
-    result: RunResult,
-    start: float,
-) -> None:
-    """The training loop of :func:`execute`; fills ``result`` in place."""
-    import torch
-
-    lr_at, guard, observer = _controllers(config.schedule_object())
-    steps = config.steps
-    random.seed(config.seed)
-    torch.manual_seed(config.seed)
-    problem = task.build(config.seed)
-    model = problem.model
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = spec.create(params, config.group_lr)
-    base = optimizer.param_groups[0]["lr"]
-    ratios = [g["lr"] / base if base else 1.0 for g in optimizer.param_groups]
-    batches = problem.batches(task.batch_size, torch.Generator().manual_seed(config.seed))
-    points = eval_steps(steps)
-    point_set = set(points)
-    measure = {k - 1 for k in points if k > 0}
-    block = observe_every(steps)
-    block_losses: list[float] = []
-    snapshot = _Snapshot(model, optimizer) if guard is not None else None
-    result.build_time = time.perf_counter() - start
-
-    def rolled_back(step: int) -> bool:
-        """A guarded run after a non-finite validation metric: roll back (True) or stop."""
-        if guard is None or snapshot is None:
-            return False
-        try:
-            guard.observe(math.nan, step)
-        except Diverged:
-            return False
-        snapshot.restore()
-        result.rollbacks.append(step)
-        return True
-
-    def evaluate(step: int) -> bool:
-        """Record the validation metrics at ``step``; False if the run must stop."""
-        model.eval()
-        spec.eval_mode(optimizer)
-        with torch.no_grad():
-            values = problem.evaluate(model)
-        spec.train_mode(optimizer)
-        model.train()
-        main = float(values[task.metric])
-        if not math.isfinite(main):
-            if rolled_back(step):
-                return evaluate(step)  # the restored model
-            _record_eval(result, step, values)
-            result.status = "diverged"
-            result.diverged_at = step
-            result.reason = f"validation {task.metric} is {main} after {step} updates"
-            if guard is not None:
-                result.reason += f" ({guard.rollbacks} rollbacks, max_rollbacks reached)"
-            return False
-        _record_eval(result, step, values)
-        if result.best is None or task.better(main, result.best):
-            result.best = main
-        if result.steps_to_target is None and task.reached(main):
-            result.steps_to_target = step
-        return True
-
-    model.train()
-    if snapshot is not None:
-        snapshot.take()
-    if not evaluate(0):
+    final = float(value)
+    if not math.isfinite(final):
+        result.status = "diverged"
+        result.diverged_at = result.steps_done
+        result.reason = f"the final {result.metric} is {final}"
         return
-    state = rule.initial()
-    for step in range(steps):
-        lr = lr_at(step)
-        for group, ratio in zip(optimizer.param_groups, ratios, strict=True):
-            group["lr"] = lr * ratio
-        effective = spec.effective_lr(optimizer)
-        loss = problem.loss(model, next(batches))
-        value = float(loss.item())
-        skip = False
-        if guard is not None and snapshot is not None:
-            try:
-                skip = guard.observe(value, step)
-            except Diverged as exc:
-                result.status, result.diverged_at, result.reason = "diverged", step, str(exc)
-                return
-            if skip:
-                snapshot.restore()
-                result.rollbacks.append(step)
-            elif step % SNAPSHOT_EVERY == 0:
-                snapshot.take()  # the weights this loss was computed with: good
-        else:
-            state, found = rule.update(state, value)
-            if found is not None:
-                result.status = "diverged"
-                result.diverged_at = step
-                result.reason = f"{found.reason}: {found.message} at step {step}"
-                return
-        if not skip:
-            _update(loss, optimizer, params, result, step if step in measure else None)
-        result.lr.append(effective)
-        result.loss.append(value)
-        result.steps_done = step + 1
-        if observer is not None:
-            block_losses.append(value)
-            if (step + 1) % block == 0:
-                finite = [v for v in block_losses if math.isfinite(v)]
-                observer.observe(sum(finite) / len(finite) if finite else math.nan, step)
-                block_losses = []
-        if step + 1 in point_set and not evaluate(step + 1):
-            return
-    result.final = result.evals[task.metric][-1]
-    if result.rollbacks:
-        result.status = "rescued"
+    result.final = final
+    end = max(result.steps_done, trial.steps)
+    if not result.eval_steps or result.eval_steps[-1] < end:
+        trial.report_final(end, final)
+    rollbacks = _rollbacks(trial)
+    if rollbacks:
+        result.status, result.rollbacks = "rescued", rollbacks
+        guard = trial.schedule
+        multiplier = guard.multiplier if isinstance(guard, Guard) else 1.0
         result.reason = (
-            f"rescued: {len(result.rollbacks)} rollback(s) at steps "
-            f"{result.rollbacks}; lr x {guard.multiplier if guard else 1.0:g}"
+            f"rescued: {len(rollbacks)} rollback(s) at steps {rollbacks}; lr x {multiplier:g}"
         )
 
 
-def _record_eval(result: RunResult, step: int, values: dict[str, Any]) -> None:
-    result.eval_steps.append(step)
-    for name, value in values.items():
-        result.evals.setdefault(name, []).append(float(value))
-
-
-def _update(
-    loss: Any, optimizer: Any, params: list[Any], result: RunResult, at: int | None
-) -> None:
-    """Backward and one optimizer step; at ``at``, also record ``||dw|| / ||w||``."""
-    import torch
-
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    before = [p.detach().clone() for p in params] if at is not None else None
-    optimizer.step()
-    if at is not None and before is not None:  # both or neither
-        with torch.no_grad():
-            delta = math.sqrt(
-                sum(float((p - b).pow(2).sum()) for p, b in zip(params, before, strict=True))
-            )
-            norm = math.sqrt(sum(float(b.pow(2).sum()) for b in before))
-        result.ratio_steps.append(at)
-        result.update_ratio.append(delta / norm if norm > 0 else math.inf)
+def execute_dict(data: dict[str, Any]) -> dict[str, Any]:
+    """:func:`execute` on plain data: a config dict in, a result dict out (for workers)."""
+    return execute(RunConfig.from_dict(data)).to_dict()

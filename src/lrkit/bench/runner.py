@@ -1,33 +1,42 @@
-"""Run a grid's pending runs in persistent worker processes, storing each result.
+"""Run a grid's pending runs on an executor, storing each result as it arrives.
 
 :func:`run_grid` takes run configs and a :class:`~lrkit.bench.store.RunStore`,
-skips the configs whose key the store already holds, and runs the rest:
+skips the configs whose key the store already holds, and hands the rest to
+an :class:`Executor`, a run being a plain function of its config
+(:func:`~lrkit.bench.run.execute_dict`: a config dict in, a result dict out):
 
-- in ``workers`` persistent processes (``multiprocessing``'s ``spawn``
-  context), each of which imports torch once, calls
-  :func:`~lrkit.bench.run.warm_up`, uses one torch thread, and then runs one
-  config after another as the main process hands them out;
-- with ``workers=0``, in this process, one after another (for debugging and
-  for measuring the runner's own overhead).
+- :class:`ProcessExecutor` (``workers >= 1``): a
+  :class:`concurrent.futures.ProcessPoolExecutor` of ``spawn``-ed processes,
+  each of which imports torch once (:func:`~lrkit.bench.run.warm_up`), uses
+  one torch thread and watches that the main process is alive;
+- :class:`InlineExecutor` (``workers=0``): in this process, one run after
+  another (for debugging, and for measuring the runner's own cost).
 
-Each result is sent back as soon as its run ends and written by the main
-process, the store's only writer, in one transaction. So a kill of the main
-process at any moment loses no finished run and leaves no partial row, and
-the next call runs only what is missing.
+A cluster engine plugs in through the same :class:`Executor` interface.
 
-Workers never outlive the main process: each blocks on its own pipe to the
-main process (which it alone shares with it, so the pipe reports
-end-of-file when the main process is gone), and a watchdog thread checks
-every 0.2 s that its parent is still the main process, so a worker busy in
-a run exits too. Ctrl-C stops the workers and keeps what was stored.
+The main process is the store's only writer: each result is written in one
+transaction as soon as it comes back, so a kill of the main process at any
+moment loses no finished run and leaves no partial row, and the next call
+runs only what is missing. A run that raises is data (status ``error``),
+never a crash of the loop.
+
+A worker process that dies mid-run (killed, out of memory) breaks the pool:
+the pool is started again and every run that was in flight is run again,
+from then on alone (nothing else in flight), so that a death can be blamed
+on the run that caused it; a run whose worker died :data:`MAX_ATTEMPTS`
+times while it ran alone is stored as ``error``. If the pool breaks :data:`STARTUP_FAILURES` times in a
+row before any run of this call came back, the runner stops with
+:class:`WorkersFailed` (e.g. ``run_grid`` called from a script without a
+``if __name__ == "__main__":`` guard). Workers never outlive the main
+process, and Ctrl-C stops them and keeps what was stored.
 
 The numbers of a run do not depend on which worker ran it, or on how many
-there were: :func:`~lrkit.bench.run.execute` seeds everything from the
-config.
+there were: :func:`~lrkit.bench.run.execute` seeds everything from the config.
 """
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import contextlib
 import multiprocessing
 import os
@@ -37,9 +46,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import Any, Protocol
 
 from lrkit.bench.progress import (
     PlainProgress,
@@ -49,15 +58,21 @@ from lrkit.bench.progress import (
     describe,
     make_progress,
 )
-from lrkit.bench.run import RunConfig, RunResult, execute, warm_up
+from lrkit.bench.run import RunConfig, RunResult, execute_dict, warm_up
 from lrkit.bench.store import RunStore
 
 __all__ = [
+    "MAX_ATTEMPTS",
+    "Executor",
+    "InlineExecutor",
     "PlainProgress",
+    "ProcessExecutor",
     "Progress",
     "RichProgress",
     "RunnerReport",
     "WorkersFailed",
+    "default_workers",
+    "make_executor",
     "make_progress",
     "run_grid",
 ]
@@ -65,13 +80,74 @@ __all__ = [
 #: Seconds between a worker's checks that the main process is alive.
 WATCHDOG_PERIOD = 0.2
 
-#: Seconds a worker may take to exit after being asked, before it is killed.
-STOP_GRACE = 5.0
+#: A run whose worker died this many times while it ran alone is stored as ``error``.
+MAX_ATTEMPTS = 3
+
+#: Pool breaks in a row before any result came back: the runner gives up.
+STARTUP_FAILURES = 3
+
+
+class WorkersFailed(RuntimeError):
+    """Worker processes keep dying before they return a single result."""
 
 
 # --------------------------------------------------------------------------
-# Workers
+# Executors
 # --------------------------------------------------------------------------
+
+
+class Executor(Protocol):
+    """Where runs execute. ``submit`` returns a future of the result dict.
+
+    A future that fails with ``BrokenExecutor`` means the worker died; the
+    runner then calls :meth:`restart` and submits the lost runs again.
+    """
+
+    #: How many runs may be in flight at once.
+    capacity: int
+
+    def submit(self, config: dict[str, Any]) -> cf.Future[dict[str, Any]]:
+        """Start one run (a :meth:`RunConfig.to_dict`)."""
+        ...
+
+    def restart(self) -> None:
+        """Replace broken workers."""
+        ...
+
+    def pids(self) -> list[int]:
+        """The worker processes' ids (empty when none)."""
+        ...
+
+    def started(self) -> int:
+        """Workers of the current pool that finished starting up (0 after a restart)."""
+        ...
+
+    def shutdown(self, *, kill: bool = False) -> None:
+        """Stop the workers; ``kill``: do not wait for busy ones."""
+        ...
+
+
+class InlineExecutor:
+    """Runs each config in this process when it is submitted (``workers=0``)."""
+
+    capacity = 1
+
+    def submit(self, config: dict[str, Any]) -> cf.Future[dict[str, Any]]:
+        future: cf.Future[dict[str, Any]] = cf.Future()
+        future.set_result(execute_dict(config))
+        return future
+
+    def restart(self) -> None:
+        pass
+
+    def pids(self) -> list[int]:
+        return []
+
+    def started(self) -> int:
+        return 1
+
+    def shutdown(self, *, kill: bool = False) -> None:
+        pass
 
 
 def _watchdog(parent: int) -> None:
@@ -82,70 +158,69 @@ def _watchdog(parent: int) -> None:
         time.sleep(WATCHDOG_PERIOD)
 
 
-def _worker_main(conn: Connection, parent: int) -> None:
-    """A worker: warm up, then run each config received until told to stop.
-
-    Receives config dicts, sends back ``(index, result dict)``; ``None``
-    stops it. End-of-file on the pipe or a changed parent ends it too.
-    """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+def _init_worker(parent: int, ready: Any) -> None:
+    """A worker's start: Ctrl-C is the main process's, watch the parent, warm torch up."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_watchdog, args=(parent,), daemon=True).start()
     warm_up()
-    while True:
-        try:
-            message = conn.recv()
-        except (EOFError, OSError):
-            os._exit(0)
-        if message is None:  # done: skip the interpreter's slow teardown of torch
-            conn.close()
-            os._exit(0)
-        index, data = message
-        result = execute(RunConfig.from_dict(data))
-        try:
-            conn.send((index, result.to_dict()))
-        except OSError:
-            os._exit(0)
+    with ready.get_lock():
+        ready.value += 1
 
 
-@dataclass
-class _Worker:
-    process: Any
-    conn: Connection
-    job: int | None = None
-    results: int = 0
+class ProcessExecutor:
+    """A pool of ``workers`` spawned processes (``concurrent.futures``)."""
+
+    def __init__(self, workers: int) -> None:
+        self.capacity = workers
+        self._context = multiprocessing.get_context("spawn")
+        self._seen: list[int] = []
+        self._pool = self._start()
+
+    def _start(self) -> cf.ProcessPoolExecutor:
+        self._ready = self._context.Value("i", 0)
+        return cf.ProcessPoolExecutor(
+            max_workers=self.capacity,
+            mp_context=self._context,
+            initializer=_init_worker,
+            initargs=(os.getpid(), self._ready),
+        )
+
+    def started(self) -> int:
+        """Workers of the current pool that finished starting up."""
+        return int(self._ready.value)
+
+    def submit(self, config: dict[str, Any]) -> cf.Future[dict[str, Any]]:
+        return self._pool.submit(execute_dict, config)
+
+    def restart(self) -> None:
+        self.shutdown(kill=True)
+        self._pool = self._start()
+
+    def pids(self) -> list[int]:
+        processes = getattr(self._pool, "_processes", None) or {}
+        for pid in processes:
+            if pid not in self._seen:
+                self._seen.append(pid)
+        return list(self._seen)
+
+    def shutdown(self, *, kill: bool = False) -> None:
+        self.pids()
+        processes = list((getattr(self._pool, "_processes", None) or {}).values())
+        if kill:
+            for process in processes:
+                with contextlib.suppress(Exception):
+                    process.kill()
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-#: Workers in a row that die before returning any result: the runner gives up.
-STARTUP_FAILURES = 3
+def default_workers() -> int:
+    """The default worker count: the number of CPU cores (at least 1)."""
+    return max(1, os.cpu_count() or 1)
 
 
-class WorkersFailed(RuntimeError):
-    """Worker processes keep dying before they return a single result."""
-
-
-def _start_worker(context: Any) -> _Worker:
-    parent_end, child_end = context.Pipe(duplex=True)
-    process = context.Process(
-        target=_worker_main, args=(child_end, os.getpid()), daemon=True, name="lrkit-worker"
-    )
-    process.start()
-    child_end.close()  # only the worker holds its end: its exit means EOF here
-    return _Worker(process=process, conn=parent_end)
-
-
-def _stop_workers(workers: Sequence[_Worker]) -> None:
-    for worker in workers:
-        with contextlib.suppress(OSError):
-            worker.conn.send(None)
-    deadline = time.monotonic() + STOP_GRACE
-    for worker in workers:
-        if worker.job is not None:  # busy: do not wait for its run to end
-            worker.process.terminate()
-        worker.process.join(max(0.0, deadline - time.monotonic()))
-        if worker.process.is_alive():
-            worker.process.kill()
-            worker.process.join()
-        worker.conn.close()
+def make_executor(workers: int) -> Executor:
+    """:class:`InlineExecutor` for 0 workers, else a :class:`ProcessExecutor`."""
+    return InlineExecutor() if workers == 0 else ProcessExecutor(workers)
 
 
 # --------------------------------------------------------------------------
@@ -161,7 +236,8 @@ class RunnerReport:
         total: Distinct runs in the grid.
         skipped: Runs already in the store, not run again.
         ran: Runs executed and stored now.
-        lost: Runs whose worker died; not stored (the next call retries them).
+        retried: Runs started again because their worker died.
+        errors: Runs stored now with status ``error``.
         workers: Worker processes used (0: in this process).
         wall_time: Seconds for the whole call.
         keys: The grid's keys, in grid order.
@@ -171,16 +247,30 @@ class RunnerReport:
     total: int
     skipped: int
     ran: int = 0
-    lost: list[str] = field(default_factory=list)
+    retried: int = 0
+    errors: int = 0
     workers: int = 0
     wall_time: float = 0.0
     keys: list[str] = field(default_factory=list)
     worker_pids: list[int] = field(default_factory=list)
 
 
-def default_workers() -> int:
-    """The default worker count: the number of CPU cores (at least 1)."""
-    return max(1, os.cpu_count() or 1)
+def _died(config: RunConfig, attempts: int) -> RunResult:
+    """The ``error`` result of a run whose worker process died ``attempts`` times."""
+    task = config.task_object
+    return RunResult(
+        key=config.key(),
+        config=config.to_dict(),
+        identity=config.identity(),
+        status="error",
+        metric=task.metric,
+        mode=task.mode,
+        target=task.target,
+        steps=config.steps,
+        task=task.name,
+        reason=f"WorkerDied: the worker process running it died {attempts} times "
+        "(killed, or out of memory?)",
+    )
 
 
 def run_grid(
@@ -188,6 +278,7 @@ def run_grid(
     store: RunStore,
     *,
     workers: int | None = None,
+    executor: Executor | None = None,
     progress: Progress | None = None,
 ) -> RunnerReport:
     """Run every config whose key is not yet in ``store``, storing each result.
@@ -200,6 +291,8 @@ def run_grid(
         store: Where results go; its keys say what is finished.
         workers: Worker processes (default: the CPU count; never more than
             the pending runs); ``0`` runs everything in this process.
+        executor: Run on this executor instead (``workers`` is then ignored;
+            the caller shuts it down).
         progress: Told about each finished run (default: silent).
 
     Returns:
@@ -207,6 +300,7 @@ def run_grid(
 
     Raises:
         ValueError: If ``workers`` is negative.
+        WorkersFailed: If worker processes keep dying before any run returns.
     """
     start = time.perf_counter()
     if workers is None:
@@ -218,110 +312,103 @@ def run_grid(
     for config in configs:
         unique.setdefault(config.key(), config)
     done = store.done_keys()
-    pending = [(key, config) for key, config in unique.items() if key not in done]
+    pending = [config for key, config in unique.items() if key not in done]
     report = RunnerReport(total=len(unique), skipped=len(unique) - len(pending), keys=list(unique))
-    report.workers = min(workers, len(pending))
+    own = executor is None and bool(pending)
+    if executor is None:
+        executor = make_executor(min(workers, len(pending)) if pending else 0)
+    report.workers = executor.capacity if isinstance(executor, ProcessExecutor) else 0
     progress.start(report.total, report.skipped, report.workers)
     try:
-        if report.workers == 0:
-            for _key, config in pending:
-                result = execute(config)
-                store.put(result, pid=os.getpid())
-                report.ran += 1
-                progress.update(result)
-        else:
-            _run_in_workers(pending, store, report, progress)
+        _drive(pending, store, executor, report, progress)
+    except BaseException:
+        if own:
+            executor.shutdown(kill=True)
+            own = False
+        raise
     finally:
+        report.worker_pids = executor.pids()
+        if own:
+            executor.shutdown()
         progress.finish()
         report.wall_time = time.perf_counter() - start
     return report
 
 
-def _run_in_workers(
-    pending: list[tuple[str, RunConfig]],
+def _drive(
+    pending: list[RunConfig],
     store: RunStore,
+    executor: Executor,
     report: RunnerReport,
     progress: Progress,
 ) -> None:
-    context = multiprocessing.get_context("spawn")
-    queue = deque(range(len(pending)))
-    pool = [_start_worker(context) for _ in range(report.workers)]
-    report.worker_pids = [w.process.pid for w in pool]
-    failures = [0]  # workers in a row that died before returning a result
+    """Keep the executor full, store results as they come, retry runs of dead workers."""
+    queue = deque(pending)
+    deaths: dict[str, int] = {}  # worker deaths while a run was alone in flight
+    suspects: set[str] = set()  # in flight when a pool broke: from now on run alone
+    flight: dict[cf.Future[dict[str, Any]], RunConfig] = {}
+    breaks = 0  # pool breaks in a row in which no worker finished starting up
 
-    def dispatch(worker: _Worker) -> None:
-        if queue:
-            index = queue.popleft()
-            worker.job = index
-            # A worker that died already shows as EOF in wait(), and is replaced there.
-            with contextlib.suppress(OSError):
-                worker.conn.send((index, pending[index][1].to_dict()))
-        else:
-            worker.job = None
+    def store_result(result: RunResult) -> None:
+        pid = result.env.get("pid")
+        store.put(result, pid=int(pid) if pid else None)
+        report.ran += 1
+        report.errors += result.status == "error"
+        progress.update(result)
 
-    try:
-        for worker in pool:
-            dispatch(worker)
-        while any(w.job is not None for w in pool):
-            busy = {w.conn: w for w in pool if w.job is not None}
-            for conn in wait(list(busy)):
-                worker = busy[conn]  # type: ignore[index]
-                try:
-                    _index, data = worker.conn.recv()
-                except (EOFError, OSError):
-                    failures[0] = failures[0] + 1 if worker.results == 0 else 0
-                    if failures[0] >= STARTUP_FAILURES:
-                        _give_up(worker, pending, report)
-                    _replace_dead(worker, pool, pending, report, context, dispatch, bool(queue))
-                    continue
-                worker.results += 1
-                failures[0] = 0
-                dispatch(worker)  # the worker starts its next run before we write
-                result = RunResult.from_dict(data)
-                store.put(result, pid=worker.process.pid)
-                report.ran += 1
-                progress.update(result)
-    finally:
-        _stop_workers(pool)
+    def may_submit() -> bool:
+        if not queue or len(flight) >= executor.capacity:
+            return False
+        alone = any(c.key() in suspects for c in flight.values())
+        return not alone and (not flight or queue[0].key() not in suspects)
 
-
-def _give_up(worker: _Worker, pending: list[tuple[str, RunConfig]], report: RunnerReport) -> None:
-    assert worker.job is not None
-    report.lost.append(pending[worker.job][0])
-    worker.process.join(1.0)
-    raise WorkersFailed(
-        f"{STARTUP_FAILURES} worker processes in a row died before finishing a run "
-        f"(last exit code {worker.process.exitcode}; their errors are above). Nothing "
-        "finished was lost. If you call run_grid from a script, put the call under "
-        "`if __name__ == '__main__':` (workers are spawned and import your script)."
-    )
-
-
-def _replace_dead(
-    worker: _Worker,
-    pool: list[_Worker],
-    pending: list[tuple[str, RunConfig]],
-    report: RunnerReport,
-    context: Any,
-    dispatch: Any,
-    more: bool,
-) -> None:
-    """A worker died mid-run: give up its run (not stored); replace it if ``more`` runs wait."""
-    assert worker.job is not None
-    report.lost.append(pending[worker.job][0])
-    worker.process.join(1.0)
-    code = worker.process.exitcode
-    print(
-        f"warning: worker {worker.process.pid} died (exit code {code}) while running "
-        f"{describe(pending[worker.job][1].to_dict())}; that run is not stored",
-        file=sys.stderr,
-        flush=True,
-    )
-    worker.conn.close()
-    worker.job = None
-    if not more:
-        return
-    replacement = _start_worker(context)
-    pool[pool.index(worker)] = replacement
-    report.worker_pids.append(replacement.process.pid)
-    dispatch(replacement)
+    while queue or flight:
+        while may_submit():
+            config = queue.popleft()
+            flight[executor.submit(config.to_dict())] = config
+        finished, _ = cf.wait(list(flight), return_when=cf.FIRST_COMPLETED)
+        broken: list[RunConfig] = []
+        for future in finished:
+            config = flight.pop(future)
+            try:
+                data = future.result()
+            except (BrokenProcessPool, cf.BrokenExecutor):
+                broken.append(config)
+                continue
+            store_result(RunResult.from_dict(data))
+        if not broken:
+            continue
+        # Every run in flight went down with the pool: collect them all.
+        for future, config in list(flight.items()):
+            try:
+                store_result(RunResult.from_dict(future.result()))
+            except (BrokenProcessPool, cf.BrokenExecutor):
+                broken.append(config)
+        flight.clear()
+        started = executor.started()
+        breaks = 0 if started else breaks + 1
+        if breaks >= STARTUP_FAILURES:
+            raise WorkersFailed(
+                f"{breaks} times in a row the worker processes died while starting up, before "
+                "running anything (their errors are above). Nothing finished was lost. If you "
+                "call run_grid or lrkit.compare from a script, put the call under "
+                "`if __name__ == '__main__':` (workers are spawned and import your script)."
+            )
+        executor.restart()
+        alone = len(broken) == 1 and started
+        for config in reversed(broken):
+            key = config.key()
+            if alone:  # it ran alone: its own death
+                deaths[key] = deaths.get(key, 0) + 1
+            suspects.add(key)
+            if deaths.get(key, 0) >= MAX_ATTEMPTS:
+                store_result(_died(config, deaths[key]))
+                continue
+            report.retried += 1
+            print(
+                f"warning: a worker process died while running {describe(config.to_dict())};"
+                " running it again, alone",
+                file=sys.stderr,
+                flush=True,
+            )
+            queue.appendleft(config)

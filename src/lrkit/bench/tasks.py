@@ -39,11 +39,13 @@ import importlib.util
 import math
 import sysconfig
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from lrkit.bench.trial import Task, Trial
 
 if TYPE_CHECKING:
     import torch
@@ -113,78 +115,109 @@ class Problem:
                 yield tuple(t[index] for t in self.train)
 
 
-@dataclass(frozen=True)
-class Task:
-    """A benchmark task: what it is, how long it runs, how it is judged.
+def _builtin(
+    name: str,
+    description: str,
+    *,
+    version: str,
+    steps: int,
+    batch_size: int,
+    metric: str,
+    mode: str,
+    target: float,
+    builder: Callable[[int], Problem],
+    fingerprint: Callable[[], dict[str, str]] | None = None,
+) -> Task:
+    """A built-in task: a :class:`Task` whose function is :func:`train_builtin`."""
+    from lrkit.bench.run import BENCH_RULE
 
-    Attributes:
-        name: Registry name (``"digits"``).
-        description: One line for ``lrkit tasks``.
-        version: Bumped whenever data, model or metric change.
-        steps: The step budget at ``--budget 1``.
-        batch_size: Samples per step.
-        metric: The validation metric's name (``"val_acc"``, ``"val_loss"``).
-        mode: ``"max"`` if larger is better, ``"min"`` otherwise.
-        target: The value a good setting reaches within the budget.
-        builder: ``builder(seed)`` -> :class:`Problem`.
-        fingerprint: Returns extra identity fields for run keys (e.g. the
-            hash of text read at run time); ``None`` when there are none.
-    """
-
-    name: str
-    description: str
-    version: str
-    steps: int
-    batch_size: int
-    metric: str
-    mode: str
-    target: float
-    builder: Callable[[int], Problem] = field(repr=False, compare=False)
-    fingerprint: Callable[[], dict[str, str]] | None = field(
-        default=None, repr=False, compare=False
+    return Task(
+        name=name,
+        fn=train_builtin,
+        metric=metric,
+        mode=mode,
+        steps=steps,
+        ref=name,
+        target=target,
+        description=description,
+        version=version,
+        batch_size=batch_size,
+        builtin=True,
+        divergence=BENCH_RULE,
+        report_feeds_schedule=False,
+        builder=builder,
+        fingerprint=fingerprint,
     )
 
-    def budget(self, scale: float = 1.0) -> int:
-        """Return the step budget scaled by ``scale`` (at least 1 step).
 
-        Raises:
-            ValueError: If ``scale`` is not a finite number > 0.
-        """
-        if isinstance(scale, bool) or not isinstance(scale, int | float):
-            raise ValueError(f"{self.name}: budget scale must be a number > 0, got {scale!r}")
-        if not (math.isfinite(scale) and scale > 0):
-            raise ValueError(f"{self.name}: budget scale must be finite and > 0, got {scale!r}")
-        return max(1, round(self.steps * scale))
+def train_builtin(trial: Trial) -> float:
+    """The training loop of every built-in task, written as any user task is.
 
-    def identity(self) -> dict[str, Any]:
-        """Return what identifies this task's runs: name, version, fingerprint."""
-        ident: dict[str, Any] = {"name": self.name, "version": self.version}
-        if self.fingerprint is not None:
-            ident.update(self.fingerprint())
-        return ident
+    Builds the task's :class:`Problem` from ``trial.seed``, trains
+    ``trial.steps`` minibatch updates with ``trial.optimizer`` and
+    ``trial.scheduler``, logs each step's training loss (the built-in
+    divergence rule, :data:`lrkit.bench.run.BENCH_RULE`, or the spec's
+    guard, watches it) and reports the metric at 16 evenly spaced steps
+    (other validation values are logged beside it). A ``plateau(...)`` or
+    ``adaptive(...)`` schedule observes the mean training loss of each block
+    of :func:`~lrkit.bench.run.observe_every` steps (minibatch losses are too
+    noisy for patience counted in steps).
+    """
+    import torch
 
-    def reached(self, value: float) -> bool:
-        """Return whether a metric ``value`` meets the task's target."""
-        if not math.isfinite(value):
-            return False
-        return value >= self.target if self.mode == "max" else value <= self.target
+    from lrkit.bench.optimizers import get_optimizer
+    from lrkit.bench.run import SNAPSHOT_EVERY, eval_steps, observe_every
+    from lrkit.controllers import Adaptive, Guard, Plateau
 
-    def better(self, a: float, b: float) -> bool:
-        """Return whether metric value ``a`` is strictly better than ``b``."""
-        return a > b if self.mode == "max" else a < b
+    task = trial.task
+    steps = trial.steps
+    optimizer_spec = get_optimizer(trial.optimizer_name)
+    problem = task.build(trial.seed)
+    model = problem.model
+    optimizer = trial.optimizer([p for p in model.parameters() if p.requires_grad])
+    schedule = trial.schedule
+    guarded = isinstance(schedule, Guard)
+    scheduler = trial.scheduler(
+        optimizer, model=model if guarded else None, snapshot_every=SNAPSHOT_EVERY
+    )
+    inner = schedule.schedule if guarded else schedule
+    block = observe_every(steps) if isinstance(inner, Plateau | Adaptive) else 0
+    block_losses: list[float] = []
+    batches = problem.batches(task.batch_size or 1, torch.Generator().manual_seed(trial.seed))
+    points = set(eval_steps(steps))
 
-    def build(self, seed: int) -> Problem:
-        """Build the data and a fresh model initialised from ``seed``.
+    def evaluate(step: int) -> float:
+        model.eval()
+        optimizer_spec.eval_mode(optimizer)
+        with torch.no_grad():
+            values = problem.evaluate(model)
+        optimizer_spec.train_mode(optimizer)
+        model.train()
+        main = float(values.pop(task.metric))
+        trial.log(step, **{k: float(v) for k, v in values.items()})
+        trial.report(step, main)
+        return main
 
-        Seeds torch's global generator with ``seed`` before creating the
-        model, so the same seed gives the same initial weights.
-
-        Raises:
-            ValueError: If ``seed`` is not an integer >= 0.
-        """
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"{self.name}: seed must be an integer >= 0, got {seed!r}")
-        return self.builder(seed)
+    model.train()
+    last = evaluate(0)
+    for step in range(steps):
+        loss = problem.loss(model, next(batches))
+        value = float(loss.item())
+        trial.log(step, loss=value)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        metric = None
+        if block:
+            block_losses.append(value)
+            if (step + 1) % block == 0:
+                finite = [v for v in block_losses if math.isfinite(v)]
+                metric = sum(finite) / len(finite) if finite else math.nan
+                block_losses = []
+        scheduler.step(metric)
+        if step + 1 in points:
+            last = evaluate(step + 1)
+    return last
 
 
 # --------------------------------------------------------------------------
@@ -636,8 +669,8 @@ def _build_rosenbrock(seed: int) -> Problem:
 TASKS: dict[str, Task] = {
     task.name: task
     for task in (
-        Task(
-            name="digits",
+        _builtin(
+            "digits",
             description="sklearn's bundled 8x8 handwritten digits, 3-layer MLP (classification)",
             version="1",
             steps=300,
@@ -647,8 +680,8 @@ TASKS: dict[str, Task] = {
             target=0.95,
             builder=_build_digits,
         ),
-        Task(
-            name="signals",
+        _builtin(
+            "signals",
             description="generated 1-D signal classes in the style of MNIST-1D, small 1-D CNN",
             version="1",
             steps=200,
@@ -658,8 +691,8 @@ TASKS: dict[str, Task] = {
             target=0.85,
             builder=_build_signals,
         ),
-        Task(
-            name="scales",
+        _builtin(
+            "scales",
             description="regression with feature scales 0.03..30, MLP: plain SGD needs a tiny lr",
             version="1",
             steps=300,
@@ -669,8 +702,8 @@ TASKS: dict[str, Task] = {
             target=0.05,
             builder=_build_scales,
         ),
-        Task(
-            name="charlm",
+        _builtin(
+            "charlm",
             description="character LM on Python stdlib sources read at run time, tiny transformer",
             version="1",
             steps=300,
@@ -681,8 +714,8 @@ TASKS: dict[str, Task] = {
             builder=_build_charlm,
             fingerprint=_charlm_fingerprint,
         ),
-        Task(
-            name="quadratic",
+        _builtin(
+            "quadratic",
             description="20-D quadratic, condition number 1e3, noisy gradients (instant)",
             version="1",
             steps=200,
@@ -692,8 +725,8 @@ TASKS: dict[str, Task] = {
             target=0.15,
             builder=_build_quadratic,
         ),
-        Task(
-            name="rosenbrock",
+        _builtin(
+            "rosenbrock",
             description="2-D Rosenbrock valley from (-1.2, 1), exact gradients (instant)",
             version="1",
             steps=500,

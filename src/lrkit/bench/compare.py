@@ -1,0 +1,350 @@
+"""``lrkit.compare``: a grid of runs on any tasks, stored, resumable, reported.
+
+:func:`compare` does the whole job that ``lrkit compare`` prints: it checks
+the grid (tasks by name, ``file.py:name``, ``module:name`` or as
+``@lrkit.task`` functions), centres the learning rates on the lr finder's
+suggestion under ``lrs="auto"``, runs what the store does not hold yet on
+an executor, ranks the settings, and writes ``results.json`` and
+``report.html`` (with ``--tensorboard`` / ``--csv`` logs when asked). It
+returns a :class:`CompareResults`.
+
+Example (a user task, run in this process)::
+
+    import lrkit
+
+    @lrkit.task(metric="loss", steps=50)
+    def shrink(trial):
+        x = 5.0
+        for step in range(trial.steps):
+            x -= trial.schedule(step) * 2 * x       # gradient of x**2
+            trial.log(step, loss=x * x)
+        return x * x
+
+    results = lrkit.compare(shrink, optimizers=["sgd"], schedules=["cosine()"],
+                            lrs=[0.01, 0.1], seeds=1, workers=0, out="shrink-report")
+    print(results.best)
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lrkit.bench.grid import (
+    Grid,
+    GridError,
+    SettingSummary,
+    expand_grid,
+    is_auto,
+    make_grid,
+    parse_lrs,
+    pinned_specs,
+    split_names,
+    summarize,
+    with_pair_lrs,
+)
+from lrkit.bench.progress import Progress
+from lrkit.bench.run import RunResult
+from lrkit.bench.runner import Executor, RunnerReport, run_grid
+from lrkit.bench.store import RunStore
+from lrkit.bench.trial import Task
+
+__all__ = [
+    "DEFAULT_OUT",
+    "STORE_NAME",
+    "CompareResults",
+    "compare",
+    "finder_cache_path",
+    "write_json_atomic",
+    "write_outputs",
+]
+
+#: ``lrkit compare``'s default output folder.
+DEFAULT_OUT = Path("lrkit-report")
+
+#: The store's file name inside the output folder, unless ``store=`` says otherwise.
+STORE_NAME = "runs.sqlite"
+
+
+@dataclass
+class CompareResults:
+    """What :func:`compare` ran and found.
+
+    Attributes:
+        runs: Every run of the grid (stored before or now), in grid order.
+        summary: Per task, each optimizer x schedule at its best lr, best first.
+        grid: The grid's axes as JSON-ready data.
+        runner: What the runner did (ran now, from the store, retried, errors).
+        store: The run store's path.
+        out: The output folder (``None`` when nothing was written).
+        notes: What the user should know about the grid (said once each).
+    """
+
+    runs: list[RunResult]
+    summary: dict[str, list[SettingSummary]]
+    grid: dict[str, Any]
+    runner: RunnerReport
+    store: Path
+    out: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.runs)
+
+    def __iter__(self) -> Any:
+        return iter(self.runs)
+
+    @property
+    def best(self) -> SettingSummary | None:
+        """The best setting of the first task (``best_by_task`` has every task's)."""
+        for rows in self.summary.values():
+            return rows[0] if rows and rows[0].mean is not None else None
+        return None
+
+    @property
+    def best_by_task(self) -> dict[str, SettingSummary | None]:
+        """Each task's best setting (``None`` where no run finished)."""
+        return {
+            task: rows[0] if rows and rows[0].mean is not None else None
+            for task, rows in self.summary.items()
+        }
+
+    @property
+    def errors(self) -> list[RunResult]:
+        """The runs whose task raised (status ``error``)."""
+        return [r for r in self.runs if r.status == "error"]
+
+    def __repr__(self) -> str:
+        best = self.best
+        head = (
+            "no finished run"
+            if best is None
+            else f"best {best.optimizer} {best.schedule} lr={best.lr:g} "
+            f"{best.metric}={best.mean:.4g}"
+        )
+        return f"CompareResults({len(self.runs)} runs, {len(self.errors)} errors; {head})"
+
+
+def write_json_atomic(path: Path, data: object) -> None:
+    """Write JSON to ``path`` through a temporary file, so it is never half-written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_outputs(
+    out: Path,
+    grid: dict[str, Any],
+    store_path: Path,
+    results: list[RunResult],
+    summary: dict[str, list[SettingSummary]],
+) -> Path:
+    """Write ``OUT/results.json``, then the HTML report and its PNGs; return results.json's path.
+
+    Raises:
+        OSError: If a file cannot be written.
+    """
+    import lrkit
+    from lrkit.bench.report import write_report
+
+    results_path = out / "results.json"
+    doc = {
+        "lrkit_version": lrkit.__version__,
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "grid": grid,
+        "store": str(store_path),
+        "summary": {task: [row.to_dict() for row in rows] for task, rows in summary.items()},
+        "runs": [r.to_dict() for r in results],
+    }
+    write_json_atomic(results_path, doc)
+    write_report(results, out)
+    return results_path
+
+
+def finder_cache_path(store_path: Path) -> Path:
+    """Where ``lrs="auto"`` keeps its suggestions: ``runs.sqlite`` -> ``runs.finder.json``."""
+    return store_path.with_name(store_path.stem + ".finder.json")
+
+
+def _auto_grid(
+    grid: Grid, store_path: Path, note: Callable[[str], None]
+) -> tuple[Grid, dict[str, Any]]:
+    """``lrs="auto"``: each (task, optimizer)'s lrs centred on the finder's suggestion."""
+    from lrkit.bench.find import AUTO_POINTS, AUTO_SPACING, FinderCache, auto_lrs
+    from lrkit.bench.trial import load_task
+
+    for ref in grid.tasks:
+        if not load_task(ref).builtin:
+            raise GridError(
+                f"--lrs auto: task {ref!r} is your own; the lr finder runs on built-in tasks "
+                "only so far: give --lrs explicitly (e.g. 'logspace(1e-4,1,5)')"
+            )
+    cache = FinderCache(finder_cache_path(store_path))
+    found: dict[str, Any] = {}
+
+    def show(task: str, optimizer: str, entry: dict[str, Any], lrs: list[float]) -> None:
+        low, high = entry["interval"]
+        found[f"{task}/{optimizer}"] = {
+            **{k: v for k, v in entry.items() if k != "identity"},
+            "lrs": lrs,
+        }
+        low_note = "" if entry["confidence"] >= 0.5 else f" (low: {entry['reason']})"
+        note(
+            f"lr finder {task} x {optimizer}: {entry['suggestion']:.3g} "
+            f"(interval {_g(low)}..{_g(high)}, confidence {entry['confidence']:.2f}{low_note}) "
+            f"-> lrs {', '.join(f'{x:g}' for x in lrs)}"
+        )
+
+    note(
+        f"--lrs auto: {AUTO_POINTS} lrs {AUTO_SPACING:g} decades apart around the lr finder's "
+        f"suggestion (suggestions kept in {str(cache.path)!r})"
+    )
+    pairs = [(t, o) for t in grid.tasks for o in grid.optimizers]
+    try:
+        pair_lrs = auto_lrs(pairs, cache, on_entry=show)
+    except ValueError as err:
+        raise GridError(str(err)) from None
+    return with_pair_lrs(grid, pair_lrs), found
+
+
+def _g(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2g}"
+
+
+def _lr_values(lrs: Sequence[float | str] | str | None) -> tuple[bool, list[float] | None]:
+    """(auto?, lrs) from floats, strings such as ``"0.1,0.01"`` / ``"logspace(1e-4,1,5)"``, or ``"auto"``."""
+    if lrs is None:
+        return False, None
+    items = [lrs] if isinstance(lrs, str) else list(lrs)
+    texts = [str(x) for x in items]
+    if is_auto(texts):
+        return True, None
+    return False, parse_lrs(texts) if texts else None
+
+
+def compare(
+    tasks: Sequence[str | Task] | str | Task | None = None,
+    *,
+    optimizers: Sequence[str] | str | None = None,
+    schedules: Sequence[str] | str | None = None,
+    lrs: Sequence[float | str] | str | None = None,
+    multipliers: Sequence[float | str] | None = None,
+    seeds: int = 2,
+    budget: float = 1.0,
+    workers: int | None = None,
+    out: str | Path | None = DEFAULT_OUT,
+    store: str | Path | None = None,
+    executor: Executor | None = None,
+    progress: Progress | None = None,
+    on_note: Callable[[str], None] | None = None,
+    tensorboard: str | Path | None = None,
+    csv: bool = False,
+) -> CompareResults:
+    """Run optimizer x schedule x lr x seed on tasks; store every run; write the report.
+
+    Args:
+        tasks: Task names (``lrkit tasks``), ``path/to/file.py:name``,
+            ``package.module:name`` or ``@lrkit.task`` functions; default
+            ``digits`` and ``scales``. A function defined at a module's top
+            level runs in worker processes; one defined elsewhere needs
+            ``workers=0``.
+        optimizers: Names (``sgd``, ``momentum``, ``adam``, ``adamw``, ...,
+            ``prodigy``); default sgd, momentum, adam, adamw.
+        schedules: Specs, ``lr`` and ``steps`` may be left out (``"cosine()"``).
+        lrs: Learning rates (numbers, ``"0.1,0.01"``, ``"logspace(1e-4,1,5)"``)
+            or ``"auto"`` (centred on the lr finder's suggestion; built-in tasks).
+        multipliers: For LR-free optimizers, multipliers of their own lr.
+        seeds: Seeds 0..seeds-1 per setting.
+        budget: Scales every task's step budget.
+        workers: Worker processes (default: the CPU count); 0: this process.
+        out: Output folder (results.json, report.html, PNGs; the store by
+            default); ``None`` writes nothing but the store.
+        store: The SQLite run store (default ``OUT/runs.sqlite``); a rerun resumes.
+        executor: Run on this executor instead of local processes.
+        progress: Told about each finished run.
+        on_note: Called with each note about the grid as it is found
+            (e.g. a spec that sets its own lr).
+        tensorboard: Also write every run as a TensorBoard run under this folder.
+        csv: Also write ``OUT/steps.csv``.
+
+    Returns:
+        A :class:`CompareResults`.
+
+    Raises:
+        GridError: A bad axis: unknown name, a task that cannot be loaded, a
+            spec that does not parse (nothing ran).
+        lrkit.bench.store.StoreError: The store cannot be used.
+        WorkersFailed: Worker processes keep dying at start-up.
+        OSError: An output cannot be written.
+    """
+    notes: list[str] = []
+
+    def note(text: str) -> None:
+        notes.append(text)
+        if on_note is not None:
+            on_note(text)
+
+    out_path = None if out is None else Path(out)
+    if store is not None:
+        store_path = Path(store)
+    elif out_path is not None:
+        store_path = out_path / STORE_NAME
+    else:
+        raise GridError("compare: give out= or store= (where the runs are kept)")
+    if out_path is not None and out_path.exists() and not out_path.is_dir():
+        raise GridError(f"--out {str(out_path)!r} exists and is not a folder")
+    auto, lr_values = _lr_values(lrs)
+    names = lambda v: split_names([v] if isinstance(v, str) else list(v or []))  # noqa: E731
+    task_list: list[str | Task] = [tasks] if isinstance(tasks, str | Task) else list(tasks or [])
+    grid = make_grid(
+        tasks=[
+            t for item in task_list for t in ([item] if isinstance(item, Task) else names(item))
+        ],
+        optimizers=names(optimizers),
+        schedules=[schedules] if isinstance(schedules, str) else list(schedules or []),
+        lrs=lr_values,
+        multipliers=parse_lrs([str(m) for m in multipliers]) if multipliers else None,
+        seeds=seeds,
+        budget=budget,
+    )
+    for spec, lr in pinned_specs(grid).items():
+        note(f"--lrs does not apply to {spec!r}: it sets its own lr ({lr:g}), and runs at that")
+    found: dict[str, Any] = {}
+    if auto:
+        grid, found = _auto_grid(grid, store_path, note)
+    configs = expand_grid(grid)
+    with RunStore(store_path) as run_store:
+        report = run_grid(configs, run_store, workers=workers, executor=executor, progress=progress)
+        results = run_store.results(report.keys)
+    order = {key: i for i, key in enumerate(report.keys)}
+    results.sort(key=lambda r: order[r.key])
+    summary = summarize(results)
+    grid_doc = grid.to_dict()
+    if found:
+        grid_doc["finder"] = found
+    outcome = CompareResults(
+        runs=results,
+        summary=summary,
+        grid=grid_doc,
+        runner=report,
+        store=store_path,
+        out=out_path,
+        notes=notes,
+    )
+    if out_path is not None:
+        write_outputs(out_path, grid_doc, store_path, results, summary)
+        if csv:
+            from lrkit.bench.export import write_csv
+
+            write_csv(results, out_path / "steps.csv")
+    if tensorboard is not None:
+        from lrkit.bench.export import write_tensorboard
+
+        write_tensorboard(results, tensorboard)
+    return outcome

@@ -1,0 +1,126 @@
+"""The torch side of :class:`lrkit.Trial`: the grid's optimizer, watched, and lrkit's driver.
+
+:func:`make_optimizer` builds the grid's optimizer and registers two step
+hooks on it, so that any training loop, the user's or a built-in task's,
+records the same things without calling anything: before each update the
+step size it uses (``d * lr`` for Prodigy / D-Adaptation), and at the 16
+evaluation points the update-to-weight ratio ``||w_{t+1} - w_t|| / ||w_t||``.
+
+:func:`make_scheduler` returns a :class:`lrkit.torch.Scheduler` that also
+takes the training loss from ``trial.log(step, loss=...)`` for a
+``guard(...)`` schedule, whether the task logs before or after
+``scheduler.step()``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from lrkit.bench.optimizers import get_optimizer
+from lrkit.torch import Scheduler
+
+if TYPE_CHECKING:
+    from lrkit.bench.trial import Trial
+
+__all__ = ["TrialScheduler", "make_optimizer", "make_scheduler"]
+
+
+class _Watch:
+    """Step hooks: the lr each update used, and ``||dw|| / ||w||`` at the measured updates."""
+
+    def __init__(self, trial: Trial, optimizer: torch.optim.Optimizer) -> None:
+        self.result = trial._result
+        self.started = trial._started
+        self.measure = trial._measure
+        self.spec = get_optimizer(trial.optimizer_name)
+        self.optimizer = optimizer
+        self.updates = 0
+        self.before: list[torch.Tensor] | None = None
+
+    def _params(self) -> list[torch.Tensor]:
+        return [p for g in self.optimizer.param_groups for p in g["params"]]
+
+    def pre(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        if self.updates == 0:
+            self.result.build_time = time.perf_counter() - self.started
+        self.result.lr.append(self.spec.effective_lr(self.optimizer))
+        if self.updates in self.measure:
+            self.before = [p.detach().clone() for p in self._params()]
+
+    def post(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        before, self.before = self.before, None
+        if before is not None:
+            with torch.no_grad():
+                params = self._params()
+                delta = math.sqrt(
+                    sum(float((p - b).pow(2).sum()) for p, b in zip(params, before, strict=True))
+                )
+                norm = math.sqrt(sum(float(b.pow(2).sum()) for b in before))
+            self.result.ratio_steps.append(self.updates)
+            self.result.update_ratio.append(delta / norm if norm > 0 else math.inf)
+        self.updates += 1
+
+
+def make_optimizer(trial: Trial, params: Any) -> torch.optim.Optimizer:
+    """The grid's optimizer over ``params`` at the trial's group lr, watched by the run."""
+    spec = get_optimizer(trial.optimizer_name)
+    optimizer = spec.create(params, trial._config.group_lr)
+    if not trial._optimizers:  # the first optimizer is the one the run records
+        watch = _Watch(trial, optimizer)
+        optimizer.register_step_pre_hook(watch.pre)
+        optimizer.register_step_post_hook(watch.post)
+    return optimizer
+
+
+class TrialScheduler(Scheduler):
+    """:class:`lrkit.torch.Scheduler` that takes a guard's loss from ``trial.log``.
+
+    A loss logged *before* ``step()`` is used by that ``step()``; one logged
+    *after* it (for the step just finished) is checked at once, and a
+    rollback then re-applies the cut lr.
+    """
+
+    _keep_unchecked = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._logged_loss: float | None = None
+
+    def step(  # type: ignore[override]
+        self, metric: Any = None, *, loss: Any = None
+    ) -> None:
+        if loss is None and self._logged_loss is not None:
+            loss, self._logged_loss = self._logged_loss, None
+        super().step(metric, loss=loss)
+
+    def _trial_loss(self, loss: float, step: int) -> None:
+        if step == self.last_epoch:
+            self._logged_loss = loss
+        elif step == self.last_epoch - 1:
+            if self._watch_loss(loss, step):
+                self._apply()
+        else:
+            raise ValueError(
+                f"trial.log: loss of step {step} arrived while the scheduler is at step "
+                f"{self.last_epoch}; log each step's loss just before or just after "
+                "scheduler.step()"
+            )
+
+
+def make_scheduler(
+    trial: Trial, optimizer: torch.optim.Optimizer, model: Any = None, **kwargs: Any
+) -> Scheduler:
+    """The driver of ``optimizer`` on ``trial.schedule`` (``model`` for a guard)."""
+    from lrkit.controllers import Guard
+
+    guarded = isinstance(trial.schedule, Guard)
+    if guarded and model is None:
+        raise ValueError(
+            f"trial.scheduler: the schedule {trial.schedule} has a guard, which rolls the "
+            "model back: call trial.scheduler(optimizer, model=model)"
+        )
+    return TrialScheduler(optimizer, trial.schedule, model=model if guarded else None, **kwargs)

@@ -1,0 +1,634 @@
+"""Tasks and trials: the user's own training as a run of ``lrkit compare`` / ``lrkit tune``.
+
+A *task* is a training function decorated once with :func:`task`::
+
+    @lrkit.task(metric="val_loss", mode="min", steps=500)
+    def my_task(trial: lrkit.Trial) -> float:
+        model = make_model(seed=trial.seed)
+        opt = trial.optimizer(model.parameters())   # the grid's optimizer at trial.lr
+        sched = trial.scheduler(opt)                # lrkit.torch.Scheduler on trial.schedule
+        for step in range(trial.steps):
+            loss = train_step(model, opt)
+            sched.step()
+            trial.log(step, loss=loss)              # NaN/inf: the run is "diverged"
+            if (step + 1) % 50 == 0:
+                trial.report(step + 1, evaluate(model))   # may raise lrkit.Pruned
+        return evaluate(model)                      # the final metric
+
+The runner calls it once per run with a :class:`Trial`: the run's lr, seed,
+step budget and filled schedule, and helpers that build the grid's torch
+optimizer and lrkit's driver. The built-in tasks (``lrkit tasks``) are tasks
+of this same kind.
+
+A task is found again in a worker process by its *reference*
+(:attr:`Task.ref`): a built-in name, ``path/to/file.py:name`` or
+``package.module:name``; :func:`load_task` turns any of them into the
+:class:`Task`. A user task's identity (and so every run key in the store)
+includes the sha256 of its source file: editing the file never reuses runs
+of the old code. Its ``version=`` can be bumped for changes elsewhere (a
+module it imports, the data).
+
+This module imports neither torch nor any framework: a Keras or JAX task
+takes ``trial.schedule`` to :func:`lrkit.keras.to_keras` or
+:func:`lrkit.optax.to_optax` and never calls :meth:`Trial.optimizer`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lrkit.controllers import Diverged
+from lrkit.divergence import DivergenceRule
+
+if TYPE_CHECKING:
+    from lrkit.bench.run import RunConfig, RunResult
+
+__all__ = ["Pruned", "Task", "TaskLoadError", "Trial", "load_task", "register_task", "task"]
+
+#: Module-name prefix of task files imported by path.
+_FILE_MODULE_PREFIX = "_lrkit_task_"
+
+
+class Pruned(Exception):
+    """Raised by :meth:`Trial.report` when the tuner stops this run early.
+
+    Let it propagate: the runner records the run as ``pruned``.
+    """
+
+
+class TaskLoadError(ValueError):
+    """A task reference cannot be loaded; the message names it and says why."""
+
+
+# --------------------------------------------------------------------------
+# Tasks
+# --------------------------------------------------------------------------
+
+
+def _check_mode(mode: Any, who: str) -> str:
+    if mode not in ("min", "max"):
+        raise ValueError(f"{who}: mode must be 'min' or 'max', got {mode!r}")
+    return str(mode)
+
+
+@dataclass(frozen=True)
+class Task:
+    """A training task: a function of a :class:`Trial` returning the final metric.
+
+    Attributes:
+        name: The task's name in tables (``digits``, ``my_task``).
+        fn: ``fn(trial) -> float``, the final metric.
+        metric: The metric's name (``"val_loss"``).
+        mode: ``"min"`` if lower is better, ``"max"`` otherwise.
+        steps: The step budget at ``--budget 1`` (``trial.steps`` scales it).
+        ref: How a worker process loads it (:func:`load_task` reads it back).
+        target: A value a good setting reaches; ``None`` if unknown.
+        description: One line for ``lrkit tasks``.
+        version: Bumped to invalidate stored runs (built-ins: whenever data,
+            model or metric change).
+        batch_size: Samples per step, if the task has one (run keys include it).
+        checkpoints: The task calls :meth:`Trial.checkpoint` / :meth:`Trial.restore`.
+        source_sha256: The hash of the source file (user tasks).
+        builtin: One of lrkit's own tasks.
+        divergence: The rule ``trial.log(step, loss=...)`` applies;
+            ``None``: NaN/inf only.
+        report_feeds_schedule: Whether ``trial.report`` values go to a
+            ``plateau(...)``/``adaptive(...)`` schedule (built-in tasks feed
+            them block means of the training loss instead).
+        builder: Built-in tasks: ``builder(seed)`` -> their data and model.
+        fingerprint: Built-in tasks: extra identity fields read at run time.
+    """
+
+    name: str
+    fn: Callable[[Trial], float] = field(repr=False, compare=False)
+    metric: str
+    mode: str
+    steps: int
+    ref: str
+    target: float | None = None
+    description: str = ""
+    version: str | None = None
+    batch_size: int | None = None
+    checkpoints: bool = False
+    source_sha256: str | None = None
+    builtin: bool = False
+    divergence: DivergenceRule | None = field(default=None, repr=False)
+    report_feeds_schedule: bool = True
+    builder: Callable[[int], Any] | None = field(default=None, repr=False, compare=False)
+    fingerprint: Callable[[], dict[str, str]] | None = field(
+        default=None, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        _check_mode(self.mode, f"task {self.name!r}")
+        steps = self.steps
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"task {self.name!r}: steps must be an integer >= 1, got {steps!r}")
+        if not isinstance(self.metric, str) or not self.metric:
+            raise ValueError(
+                f"task {self.name!r}: metric must be a non-empty name, got {self.metric!r}"
+            )
+
+    def __call__(self, trial: Trial) -> float:
+        """Run the task on ``trial`` (what the runner does)."""
+        return self.fn(trial)
+
+    def budget(self, scale: float = 1.0) -> int:
+        """Return the step budget scaled by ``scale`` (at least 1 step).
+
+        Raises:
+            ValueError: If ``scale`` is not a finite number > 0.
+        """
+        if isinstance(scale, bool) or not isinstance(scale, int | float):
+            raise ValueError(f"{self.name}: budget scale must be a number > 0, got {scale!r}")
+        if not (math.isfinite(scale) and scale > 0):
+            raise ValueError(f"{self.name}: budget scale must be finite and > 0, got {scale!r}")
+        return max(1, round(self.steps * scale))
+
+    def identity(self) -> dict[str, Any]:
+        """What identifies this task's runs: built-ins by name and version, user
+        tasks by name, source hash and version."""
+        if self.builtin:
+            ident: dict[str, Any] = {"name": self.name, "version": self.version}
+            if self.fingerprint is not None:
+                ident.update(self.fingerprint())
+            return ident
+        return {
+            "name": self.name,
+            "user": True,
+            "source_sha256": self.source_sha256,
+            "version": self.version,
+            "metric": self.metric,
+            "mode": self.mode,
+        }
+
+    def reached(self, value: float) -> bool:
+        """Whether a metric ``value`` meets the target (``False`` without one)."""
+        if self.target is None or not math.isfinite(value):
+            return False
+        return value >= self.target if self.mode == "max" else value <= self.target
+
+    def better(self, a: float, b: float) -> bool:
+        """Whether metric value ``a`` is strictly better than ``b``."""
+        return a > b if self.mode == "max" else a < b
+
+    def build(self, seed: int) -> Any:
+        """Built-in tasks: the data and a fresh model initialised from ``seed``.
+
+        Raises:
+            ValueError: For a user task (it builds its own model), or a bad seed.
+        """
+        if self.builder is None:
+            raise ValueError(f"task {self.name!r} is a user task: it builds its own model")
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"{self.name}: seed must be an integer >= 0, got {seed!r}")
+        return self.builder(seed)
+
+
+def _file_sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _ref_of(fn: Callable[..., Any]) -> tuple[str, str | None]:
+    """(reference, source hash) of a decorated function, as a worker can load it."""
+    module_name = getattr(fn, "__module__", None) or ""
+    qualname = getattr(fn, "__qualname__", "")
+    source = inspect.getsourcefile(fn) if inspect.isfunction(fn) else None
+    digest = _file_sha256(source) if source and Path(source).is_file() else None
+    by_path = (
+        module_name in ("__main__", "__mp_main__")
+        or module_name.startswith(_FILE_MODULE_PREFIX)
+        or importlib.util.find_spec(module_name) is None
+        if module_name
+        else True
+    )
+    if "<locals>" in qualname or not source:
+        return f"{module_name}:{qualname}", digest  # in-process only; load_task says so
+    if by_path:
+        path = Path(source).resolve()
+        try:
+            shown: str = str(path.relative_to(Path.cwd()))
+        except ValueError:
+            shown = str(path)
+        return f"{shown}:{qualname}", digest
+    return f"{module_name}:{qualname}", digest
+
+
+def task(
+    fn: Callable[[Trial], float] | None = None,
+    *,
+    metric: str,
+    steps: int,
+    mode: str = "min",
+    target: float | None = None,
+    name: str | None = None,
+    version: str | None = None,
+    checkpoints: bool = False,
+    description: str | None = None,
+) -> Any:
+    """Declare a training function as an lrkit task.
+
+    Args:
+        fn: ``fn(trial: lrkit.Trial) -> float`` returning the final metric.
+        metric: The metric's name (``"val_loss"``, ``"val_acc"``).
+        steps: The step budget at ``--budget 1``: ``trial.steps``.
+        mode: ``"min"`` if lower is better, ``"max"`` otherwise.
+        target: Optional value a good run reaches (the report's "steps to target").
+        name: The name in tables (default: the function's name).
+        version: Bump it to make lrkit re-run stored runs after a change the
+            source hash cannot see (a module the task imports, its data).
+        checkpoints: The task calls ``trial.checkpoint`` / ``trial.restore``.
+        description: One line for listings (default: the docstring's first line).
+
+    Returns:
+        A :class:`Task` (still callable as ``my_task(trial)``).
+
+    Raises:
+        ValueError: A bad ``mode``, ``steps`` or ``metric``.
+
+    Examples:
+        >>> import lrkit
+        >>> @lrkit.task(metric="loss", steps=10)
+        ... def halve(trial):
+        ...     x = 1.0
+        ...     for step in range(trial.steps):
+        ...         x -= trial.lr * x
+        ...         trial.log(step, loss=x)
+        ...     return x
+        >>> halve.name, halve.metric, halve.mode, halve.steps
+        ('halve', 'loss', 'min', 10)
+    """
+
+    def wrap(function: Callable[[Trial], float]) -> Task:
+        if not callable(function):
+            raise TypeError(f"lrkit.task decorates a function, got {function!r}")
+        ref, digest = _ref_of(function)
+        doc = (inspect.getdoc(function) or "").strip().splitlines()
+        return Task(
+            name=name or getattr(function, "__name__", "task"),
+            fn=function,
+            metric=metric,
+            mode=_check_mode(mode, "lrkit.task"),
+            steps=steps,
+            ref=ref,
+            target=None if target is None else float(target),
+            description=description if description is not None else (doc[0] if doc else ""),
+            version=None if version is None else str(version),
+            checkpoints=bool(checkpoints),
+            source_sha256=digest,
+        )
+
+    if fn is not None:
+        return wrap(fn)
+    return wrap
+
+
+# --------------------------------------------------------------------------
+# Loading a task by reference
+# --------------------------------------------------------------------------
+
+_LOADED: dict[str, Task] = {}
+
+
+def _import_file(path: Path) -> Any:
+    """Import a task file as a module of its own (its folder goes on sys.path)."""
+    digest = hashlib.sha1(str(path).encode()).hexdigest()[:12]
+    module_name = f"{_FILE_MODULE_PREFIX}{path.stem}_{digest}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    folder = str(path.parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)  # `from model import Net` beside the task file works
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise TaskLoadError(f"task file {str(path)!r} cannot be imported (not a Python file?)")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException as exc:
+        del sys.modules[module_name]
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise
+        where = ""
+        tb = exc.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename == str(path):
+                where = f" (line {tb.tb_lineno})"
+            tb = tb.tb_next
+        raise TaskLoadError(
+            f"task file {str(path)!r} failed to import{where}: {type(exc).__name__}: {exc}"
+        ) from None
+    return module
+
+
+def _tasks_in(module: Any) -> list[str]:
+    return sorted(k for k, v in vars(module).items() if isinstance(v, Task))
+
+
+def _is_file_ref(left: str) -> bool:
+    return left.endswith(".py") or "/" in left or os.sep in left
+
+
+def load_task(ref: str | Task) -> Task:
+    """Return the task a reference names: a built-in name, ``file.py:name`` or ``module:name``.
+
+    A :class:`Task` is returned as it is. Loaded tasks are cached per process.
+
+    Raises:
+        TaskLoadError: The name is unknown, the file or module is missing or
+            fails to import, or the name is not an ``@lrkit.task``; one line
+            saying which.
+
+    Examples:
+        >>> load_task("quadratic").metric
+        'loss'
+        >>> load_task("nope")
+        Traceback (most recent call last):
+        lrkit.bench.trial.TaskLoadError: unknown task 'nope'; built-in tasks: charlm, digits, quadratic, rosenbrock, scales, signals; or give path/to/file.py:name or package.module:name
+    """
+    if isinstance(ref, Task):
+        return ref
+    if not isinstance(ref, str) or not ref.strip():
+        raise TaskLoadError(f"a task must be a name or an @lrkit.task function, got {ref!r}")
+    ref = ref.strip()
+    cached = _LOADED.get(ref)
+    if cached is not None:
+        return cached
+    from lrkit.bench.tasks import TASKS
+
+    if ref in TASKS:
+        return TASKS[ref]
+    if ":" not in ref:
+        raise TaskLoadError(
+            f"unknown task {ref!r}; built-in tasks: {', '.join(sorted(TASKS))}; "
+            "or give path/to/file.py:name or package.module:name"
+        )
+    left, _, attr = ref.rpartition(":")
+    if not left or not attr:
+        raise TaskLoadError(f"task {ref!r}: write path/to/file.py:name or package.module:name")
+    if _is_file_ref(left):
+        path = Path(left).expanduser().resolve()
+        if not path.is_file():
+            raise TaskLoadError(f"task {ref!r}: file {left!r} does not exist")
+        module = _import_file(path)
+        where = f"file {left!r}"
+    else:
+        try:
+            module = importlib.import_module(left)
+        except ModuleNotFoundError as exc:
+            raise TaskLoadError(f"task {ref!r}: cannot import module {left!r} ({exc})") from None
+        except Exception as exc:
+            raise TaskLoadError(
+                f"task {ref!r}: module {left!r} failed to import: {type(exc).__name__}: {exc}"
+            ) from None
+        where = f"module {left!r}"
+    obj: Any = module
+    for part in attr.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            found = _tasks_in(module)
+            listing = f"; tasks there: {', '.join(found)}" if found else "; it defines no task"
+            raise TaskLoadError(f"task {ref!r}: {where} has no {attr!r}{listing}")
+    if not isinstance(obj, Task):
+        raise TaskLoadError(
+            f"task {ref!r}: {attr!r} in {where} is not an lrkit task; decorate it with "
+            "@lrkit.task(metric=..., steps=...)"
+        )
+    # The reference it was loaded by is how workers find it again.
+    loaded = obj if obj.ref == ref else _replace_ref(obj, ref)
+    _LOADED[ref] = loaded
+    return loaded
+
+
+def register_task(obj: Task) -> None:
+    """Make ``obj`` loadable by its reference in this process (a function passed in Python)."""
+    if not obj.builtin:
+        _LOADED.setdefault(obj.ref, obj)
+
+
+def _replace_ref(obj: Task, ref: str) -> Task:
+    from dataclasses import replace
+
+    return replace(obj, ref=ref)
+
+
+# --------------------------------------------------------------------------
+# The trial
+# --------------------------------------------------------------------------
+
+
+class Trial:
+    """One run of a task: its settings, and helpers that wire them into training.
+
+    Built by the runner (``lrkit compare``, ``lrkit tune``); a task reads it.
+
+    Attributes:
+        lr: The run's learning rate (the peak of :attr:`schedule`; for an
+            LR-free optimizer, the multiplier of its own lr).
+        seed: Seed your model initialisation and data order with it.
+        steps: The step budget: the task's ``steps`` x ``--budget``.
+        schedule: The filled lrkit schedule or controller (``lr`` and
+            ``steps`` filled in); a Keras/JAX task takes it to
+            :func:`lrkit.keras.to_keras` / :func:`lrkit.optax.to_optax`.
+        optimizer_name: The grid's optimizer (``"adamw"``).
+        config: The run's settings as plain data.
+        batch_size: ``None`` unless the grid sets batch sizes.
+    """
+
+    def __init__(
+        self,
+        config: RunConfig,
+        result: RunResult,
+        *,
+        on_report: Callable[[int, float], bool] | None = None,
+        started: float | None = None,
+    ) -> None:
+        self._started = time.perf_counter() if started is None else started
+        self._config = config
+        self._task = config.task_object
+        self._result = result
+        self._on_report = on_report
+        self.lr: float = config.lr
+        self.seed: int = config.seed
+        self.steps: int = config.steps
+        self.schedule: Any = config.schedule_object()
+        self.optimizer_name: str = config.optimizer
+        self.config: dict[str, Any] = config.to_dict()
+        self.batch_size: int | None = None
+        self._rule = self._task.divergence
+        self._rule_state = self._rule.initial() if self._rule is not None else None
+        self._optimizers: list[Any] = []
+        self._scheduler: Any = None
+        self._checkpoint: Any = None
+        self._restore: Any = None
+        self._measure = {k - 1 for k in _eval_points(self.steps) if k > 0}
+
+    def __repr__(self) -> str:
+        return (
+            f"Trial(task={self._task.name!r}, optimizer={self.optimizer_name!r}, "
+            f"schedule='{self.schedule}', lr={self.lr:g}, seed={self.seed}, steps={self.steps})"
+        )
+
+    @property
+    def task(self) -> Task:
+        """The :class:`Task` this trial runs."""
+        return self._task
+
+    # -- torch helpers -------------------------------------------------------
+
+    def optimizer(self, params: Any) -> Any:
+        """The grid's torch optimizer over ``params`` at this run's lr.
+
+        LR-free optimizers (Prodigy, D-Adaptation, Schedule-Free) are built
+        with their lr multiplier. The runner watches its steps (the lr each
+        update used, and the update-to-weight ratio at 16 points).
+        """
+        from lrkit.bench.torch_trial import make_optimizer
+
+        optimizer = make_optimizer(self, params)
+        self._optimizers.append(optimizer)
+        return optimizer
+
+    def scheduler(self, optimizer: Any, model: Any = None, **kwargs: Any) -> Any:
+        """:class:`lrkit.torch.Scheduler` driving ``optimizer`` with :attr:`schedule`.
+
+        Args:
+            optimizer: Usually from :meth:`optimizer`.
+            model: The module a ``guard(...)`` schedule rolls back (needed then).
+            **kwargs: Passed on to :class:`lrkit.torch.Scheduler` (e.g.
+                ``snapshot_every``).
+        """
+        from lrkit.bench.torch_trial import make_scheduler
+
+        self._scheduler = make_scheduler(self, optimizer, model, **kwargs)
+        return self._scheduler
+
+    # -- what the run records ------------------------------------------------
+
+    def log(self, step: int, **scalars: Any) -> None:
+        """Record scalars at ``step``; ``loss=`` is the training loss.
+
+        A non-finite ``loss`` raises :class:`lrkit.Diverged` (the run is
+        stored ``diverged``); with a ``guard(...)`` schedule the loss goes to
+        the guard, which rolls model and optimizer back instead, until its
+        ``max_rollbacks``.
+
+        Raises:
+            lrkit.Diverged: The loss diverged (and no guard could save it).
+        """
+        step = _check_step(step, "log")
+        result = self._result
+        if "loss" in scalars:
+            value = _as_float(scalars.pop("loss"), "loss")
+            if self._scheduler is not None and getattr(self._scheduler, "guard", None):
+                self._scheduler._trial_loss(value, step)  # rolls back or raises Diverged
+            elif self._rule is not None:
+                self._rule_state, found = self._rule.update(self._rule_state, value)
+                if found is not None:
+                    raise Diverged(
+                        f"{found.reason}: {found.message} at step {step}", found, step, 0
+                    )
+            elif not math.isfinite(value):
+                raise Diverged(f"loss is {value} at step {step}", None, step, 0)
+            result.loss.append(value)
+            result.steps_done = max(result.steps_done, step + 1)
+            if not self._optimizers:  # no torch optimizer watched: the schedule's lr
+                result.lr.append(float(_lr_at(self.schedule, step)))
+        for name, raw in scalars.items():
+            result.scalars.setdefault(name, []).append([step, _as_float(raw, name)])
+
+    def report(self, step: int, value: Any) -> None:
+        """Report the task's metric measured after ``step`` updates.
+
+        Reports make the learning curve in the report, feed a
+        ``plateau(...)``/``adaptive(...)`` schedule, and let a tuner's pruner
+        stop a poor run early.
+
+        Raises:
+            lrkit.Pruned: The tuner stops this run (let it propagate).
+            lrkit.Diverged: The value is NaN or infinite.
+        """
+        step = _check_step(step, "report")
+        metric = _as_float(value, "report value")
+        result = self._result
+        result.eval_steps.append(step)
+        result.evals.setdefault(self._task.metric, []).append(metric)
+        if not math.isfinite(metric):
+            raise Diverged(
+                f"reported {self._task.metric} is {metric} after {step} updates", None, step, 0
+            )
+        if result.best is None or self._task.better(metric, result.best):
+            result.best = metric
+        if result.steps_to_target is None and self._task.reached(metric):
+            result.steps_to_target = step
+        if self._task.report_feeds_schedule and self._scheduler is not None:
+            self._scheduler.observe(metric)
+        if self._on_report is not None and self._on_report(step, metric):
+            result.pruned_at = step
+            raise Pruned(f"pruned after {step} steps ({self._task.metric}={metric:.4g})")
+
+    def report_final(self, step: int, value: float) -> None:
+        """Record the final metric as the last point of the curve (the runner does)."""
+        result = self._result
+        result.eval_steps.append(step)
+        result.evals.setdefault(self._task.metric, []).append(value)
+        if result.best is None or self._task.better(value, result.best):
+            result.best = value
+        if result.steps_to_target is None and self._task.reached(value):
+            result.steps_to_target = step
+
+    # -- checkpoints (population-based training) -----------------------------
+
+    def checkpoint(self, state: Any) -> None:
+        """Keep ``state`` (any picklable object) with the next :meth:`report`."""
+        self._checkpoint = state
+
+    def restore(self) -> Any:
+        """The state to continue from after a tuner's exploit, else ``None``."""
+        return self._restore
+
+
+def _eval_points(steps: int) -> list[int]:
+    from lrkit.bench.run import eval_steps
+
+    return eval_steps(steps)
+
+
+def _lr_at(schedule: Any, step: int) -> float:
+    """The lr a schedule (a value) or a controller (``.lr(step)``) gives at ``step``."""
+    from lrkit.schedules import Schedule
+
+    return float(schedule(step) if isinstance(schedule, Schedule) else schedule.lr(step))
+
+
+def _check_step(step: Any, what: str) -> int:
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        try:
+            as_int = int(step)
+        except (TypeError, ValueError):
+            as_int = -1
+        if as_int < 0 or as_int != step:
+            raise ValueError(f"trial.{what}: step must be an integer >= 0, got {step!r}")
+        return as_int
+    return step
+
+
+def _as_float(value: Any, what: str) -> float:
+    if hasattr(value, "item"):  # a tensor or numpy scalar
+        value = value.item()
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"trial: {what} must be a number, got {value!r}") from None

@@ -368,14 +368,16 @@ def _grid_from_options(
 
 def _print_summary(console: Console, summary: dict[str, list]) -> None:
     """One table per task: each optimizer x schedule at its best lr, best first."""
-    from lrkit.bench.tasks import get_task
-
     for name, rows in summary.items():
-        task = get_task(name)
-        goal = f"{task.metric} {'>=' if task.mode == 'max' else '<='} {task.target:g}"
+        metric, mode, target = rows[0].metric, rows[0].mode, rows[0].target
+        goal = (
+            ""
+            if target is None
+            else f" (target {metric} {'>=' if mode == 'max' else '<='} {target:g})"
+        )
         table = Table(
-            title=f"{name}: final {task.metric}, {'higher' if task.mode == 'max' else 'lower'} "
-            f"is better (target {goal})",
+            title=f"{name}: final {metric}, {'higher' if mode == 'max' else 'lower'} "
+            f"is better{goal}",
             title_justify="left",
             box=box.SIMPLE_HEAD,
         )
@@ -630,8 +632,7 @@ def _print_errors(errors: list, store: Path) -> None:
         typer.echo("  " + "\n  ".join(lines[-6:]), err=True)
     typer.echo(
         f"every traceback is in {str(store)!r} (table runs, column result: 'traceback'); "
-        "fix the task and run the same command again: only those runs and runs of a changed "
-        "task file run again",
+        "the same command again runs them again (and every run of a task file you changed)",
         err=True,
     )
 

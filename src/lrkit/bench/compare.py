@@ -218,7 +218,7 @@ def _g(value: float | None) -> str:
 
 
 def _lr_values(lrs: Sequence[float | str] | str | None) -> tuple[bool, list[float] | None]:
-    """(auto?, lrs) from floats, strings such as ``"0.1,0.01"`` / ``"logspace(1e-4,1,5)"``, or ``"auto"``."""
+    """(auto?, lrs) from numbers, ``"0.1,0.01"``, ``"logspace(1e-4,1,5)"`` or ``"auto"``."""
     if lrs is None:
         return False, None
     items = [lrs] if isinstance(lrs, str) else list(lrs)
@@ -226,6 +226,10 @@ def _lr_values(lrs: Sequence[float | str] | str | None) -> tuple[bool, list[floa
     if is_auto(texts):
         return True, None
     return False, parse_lrs(texts) if texts else None
+
+
+def _names(value: Sequence[str] | str | None) -> list[str]:
+    return split_names([value] if isinstance(value, str) else list(value or []))
 
 
 def compare(

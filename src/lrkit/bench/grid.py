@@ -438,6 +438,7 @@ class SettingSummary:
     runs: int
     errors: int
     rescued: int = 0
+    target: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the summary as JSON-ready data."""
@@ -500,6 +501,7 @@ def summarize(results: Iterable[RunResult]) -> dict[str, list[SettingSummary]]:
                 runs=len(all_runs),
                 errors=sum(r.status == "error" for r in all_runs),
                 rescued=sum(r.status == "rescued" for r in all_runs),
+                target=first.target,
             )
         )
     for rows in table.values():

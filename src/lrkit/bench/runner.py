@@ -24,8 +24,8 @@ A worker process that dies mid-run (killed, out of memory) breaks the pool:
 the pool is started again and every run that was in flight is run again,
 from then on alone (nothing else in flight), so that a death can be blamed
 on the run that caused it; a run whose worker died :data:`MAX_ATTEMPTS`
-times while it ran alone is stored as ``error``. If the pool breaks :data:`STARTUP_FAILURES` times in a
-row before any run of this call came back, the runner stops with
+times while it ran alone is stored as ``error``. If the pool breaks
+:data:`STARTUP_FAILURES` times in a row with no worker having started up, the runner stops with
 :class:`WorkersFailed` (e.g. ``run_grid`` called from a script without a
 ``if __name__ == "__main__":`` guard). Workers never outlive the main
 process, and Ctrl-C stops them and keeps what was stored.

@@ -183,8 +183,15 @@ class RunStore:
         return self._conn.execute("SELECT 1 FROM runs WHERE key = ?", (key,)).fetchone() is not None
 
     def done_keys(self) -> set[str]:
-        """Return the keys of every stored (hence finished) run."""
-        return {row[0] for row in self._conn.execute("SELECT key FROM runs")}
+        """Return the keys of the stored runs that need not run again.
+
+        Every status but ``"error"``: a run whose task raised runs again on
+        the next call (after a fix, or a transient failure); its row is
+        replaced then.
+        """
+        return {
+            row[0] for row in self._conn.execute("SELECT key FROM runs WHERE status != 'error'")
+        }
 
     def get(self, key: str) -> RunResult | None:
         """Return the stored result of ``key``, or ``None`` if there is none."""

@@ -354,9 +354,9 @@ def load_task(ref: str | Task) -> Task:
     Examples:
         >>> load_task("quadratic").metric
         'loss'
-        >>> load_task("nope")
+        >>> load_task("nope")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
-        lrkit.bench.trial.TaskLoadError: unknown task 'nope'; built-in tasks: charlm, digits, quadratic, rosenbrock, scales, signals; or give path/to/file.py:name or package.module:name
+        lrkit.bench.trial.TaskLoadError: unknown task 'nope'; built-in tasks: charlm, ...
     """
     if isinstance(ref, Task):
         return ref

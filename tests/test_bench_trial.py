@@ -124,8 +124,8 @@ def test_editing_the_task_file_changes_the_key(tmp_path: Path) -> None:
     after = RunConfig(f"{tmp_path / 'edited.py'}:shrink", "sgd", lr=0.1).key()
     assert before != after
     # Same source elsewhere: same runs (the key holds the source's hash, not its path).
-    _write(tmp_path / "copy.py", TASK_FILE)
-    assert RunConfig(f"{tmp_path / 'copy.py'}:shrink", "sgd", lr=0.1).key() == before
+    _write(tmp_path / "same_source.py", TASK_FILE)
+    assert RunConfig(f"{tmp_path / 'same_source.py'}:shrink", "sgd", lr=0.1).key() == before
 
 
 @pytest.mark.parametrize(

@@ -304,13 +304,12 @@ def compare(
     if out_path is not None and out_path.exists() and not out_path.is_dir():
         raise GridError(f"--out {str(out_path)!r} exists and is not a folder")
     auto, lr_values = _lr_values(lrs)
-    names = lambda v: split_names([v] if isinstance(v, str) else list(v or []))  # noqa: E731
     task_list: list[str | Task] = [tasks] if isinstance(tasks, str | Task) else list(tasks or [])
     grid = make_grid(
         tasks=[
-            t for item in task_list for t in ([item] if isinstance(item, Task) else names(item))
+            t for item in task_list for t in ([item] if isinstance(item, Task) else _names(item))
         ],
-        optimizers=names(optimizers),
+        optimizers=_names(optimizers),
         schedules=[schedules] if isinstance(schedules, str) else list(schedules or []),
         lrs=lr_values,
         multipliers=parse_lrs([str(m) for m in multipliers]) if multipliers else None,

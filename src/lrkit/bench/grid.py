@@ -265,7 +265,7 @@ def with_pair_lrs(grid: Grid, pair_lrs: Mapping[tuple[str, str], Sequence[float]
 
 
 def make_grid(
-    tasks: Sequence[str] | None = None,
+    tasks: Sequence[str | Task] | None = None,
     optimizers: Sequence[str] | None = None,
     schedules: Sequence[str] | None = None,
     lrs: Sequence[float] | None = None,

@@ -276,7 +276,7 @@ def task(
         ref, digest = _ref_of(function)
         doc = (inspect.getdoc(function) or "").strip().splitlines()
         return Task(
-            name=name or getattr(function, "__name__", "task"),
+            name=str(name or getattr(function, "__name__", "task")),
             fn=function,
             metric=metric,
             mode=_check_mode(mode, "lrkit.task"),
@@ -309,7 +309,7 @@ def _import_file(path: Path) -> Any:
         return sys.modules[module_name]
     folder = str(path.parent)
     if folder not in sys.path:
-        sys.path.insert(0, folder)  # `from model import Net` beside the task file works
+        sys.path.append(folder)  # `from model import Net` beside the task file works
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
         raise TaskLoadError(f"task file {str(path)!r} cannot be imported (not a Python file?)")
@@ -535,7 +535,8 @@ class Trial:
             if self._scheduler is not None and getattr(self._scheduler, "guard", None):
                 self._scheduler._trial_loss(value, step)  # rolls back or raises Diverged
             elif self._rule is not None:
-                self._rule_state, found = self._rule.update(self._rule_state, value)
+                state = self._rule_state if self._rule_state is not None else self._rule.initial()
+                self._rule_state, found = self._rule.update(state, value)
                 if found is not None:
                     raise Diverged(
                         f"{found.reason}: {found.message} at step {step}", found, step, 0

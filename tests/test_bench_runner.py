@@ -469,3 +469,30 @@ def test_results_are_plain_data_so_the_main_process_never_imports_torch(tmp_path
         return {type(value)}
 
     assert kinds(result) <= {dict, list, tuple, str, int, float, bool, type(None)}
+
+
+def test_ctrl_c_stops_the_workers_keeps_the_runs_and_says_how_to_resume(tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    args = [
+        LRKIT, "compare", "--tasks", "quadratic,rosenbrock", "--optimizers", "sgd,adam",
+        "--schedules", "constant()", "--lrs", "0.001,0.01,0.1", "--seeds", "2",
+        "--budget", "0.5", "--workers", "2", "--out", str(out),
+    ]  # fmt: skip
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while stored(out / "runs.sqlite") < 2:
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    children = descendants(process.pid)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 130
+    assert "interrupted: finished runs are kept in" in err and "Traceback" not in err
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [pid for pid in children if alive(pid)]
+    kept = stored(out / "runs.sqlite")
+    done = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert f"{kept} from the store" in done.stdout

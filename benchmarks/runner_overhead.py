@@ -20,22 +20,177 @@ so that drifts in machine load hit all), the runner's overhead over the bare
 loop (1 worker), the speed-up of 2 workers over 1, and, inside the runner,
 the mean run time the workers measured against the bare loop's.
 
+A second comparison (``--part user``; both parts by default) times a user
+task: a small torch MLP loop written as an ``@lrkit.task`` (:func:`mlp_task`,
+using ``trial.optimizer``, ``trial.scheduler``, ``trial.log`` and
+``trial.report``) run through the runner (1 worker, a store), against the
+identical loop (:func:`mlp_loop`) calling ``torch.optim.Adam`` and
+``lrkit.torch.Scheduler`` directly, without a Trial, in a plain process.
+Each run's own seconds are compared (the worker's measured run time against
+a ``perf_counter`` around the bare loop, both including data and model
+construction); the fixed start-up cost is the first part's business.
+
 Run:  python benchmarks/runner_overhead.py [--task digits] [--runs 40] [--rounds 1]
+      python benchmarks/runner_overhead.py --part user [--user-runs 20] [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+
+import lrkit
 from lrkit.bench.run import RunConfig
+
+# --------------------------------------------------------------------------
+# A user task and the same loop bare
+# --------------------------------------------------------------------------
+
+#: The user task's budget, lr and schedule (filled to cosine(lr=LR, steps=STEPS)).
+STEPS, LR, EVAL_EVERY = 300, 1e-3, 25
+
+
+def mlp_loop(
+    steps: int,
+    make_optimizer: Callable[[Any], torch.optim.Optimizer],
+    make_scheduler: Callable[[torch.optim.Optimizer], Any],
+    log: Callable[[int, float], None],
+    report: Callable[[int, float], None],
+) -> float:
+    """A 32-64-64-1 MLP regression on generated data; the final validation loss."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(1024, 32, generator=gen)
+    y = torch.sin(x @ torch.randn(32, 1, generator=gen))
+    x_train, y_train, x_val, y_val = x[:768], y[:768], x[768:], y[768:]
+    model = torch.nn.Sequential(
+        torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 64), torch.nn.ReLU(),
+        torch.nn.Linear(64, 1),
+    )  # fmt: skip
+    opt = make_optimizer(model.parameters())
+    sched = make_scheduler(opt)
+
+    def val_loss() -> float:
+        with torch.no_grad():
+            return torch.nn.functional.mse_loss(model(x_val), y_val).item()
+
+    for step in range(steps):
+        idx = torch.randint(0, 768, (64,))
+        loss = torch.nn.functional.mse_loss(model(x_train[idx]), y_train[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        log(step, loss.item())
+        if (step + 1) % EVAL_EVERY == 0:
+            report(step + 1, val_loss())
+    return val_loss()
+
+
+@lrkit.task(metric="val_loss", mode="min", steps=STEPS)
+def mlp_task(trial: lrkit.Trial) -> float:
+    """:func:`mlp_loop` as a user task: the trial's optimizer, scheduler, log and report."""
+    return mlp_loop(
+        trial.steps,
+        trial.optimizer,
+        trial.scheduler,
+        lambda step, loss: trial.log(step, loss=loss),
+        trial.report,
+    )
+
+
+def mlp_bare(seed: int) -> float:
+    """:func:`mlp_loop` without lrkit's runner: Adam and lrkit's driver, built directly."""
+    from lrkit.torch import Scheduler
+
+    torch.manual_seed(seed)
+    schedule = lrkit.cosine(lr=LR, steps=STEPS)
+    return mlp_loop(
+        STEPS,
+        lambda params: torch.optim.Adam(params, lr=LR),
+        lambda opt: Scheduler(opt, schedule),
+        lambda step, loss: None,
+        lambda step, value: None,
+    )
+
+
+def user_configs(runs: int) -> list[RunConfig]:
+    """``runs`` seeds of :func:`mlp_task` with adam, cosine(), lr :data:`LR`."""
+    return [RunConfig(mlp_task, "adam", "cosine()", LR, seed) for seed in range(runs)]
+
+
+def user_child(mode: str, runs: int) -> None:
+    """``user-bare`` or ``user-runner`` in this process; print the runs' own times as JSON."""
+    from lrkit.bench.run import warm_up
+
+    if mode == "user-bare":
+        warm_up()  # as a worker does: torch's first-optimizer cost out of the first run
+        torch.set_num_threads(1)  # as the runner does
+        times, finals = [], []
+        for seed in range(runs):
+            start = time.perf_counter()
+            finals.append(mlp_bare(seed))
+            times.append(time.perf_counter() - start)
+    else:
+        from lrkit.bench.runner import run_grid
+        from lrkit.bench.store import RunStore
+
+        with (
+            tempfile.TemporaryDirectory() as folder,
+            RunStore(Path(folder) / "runs.sqlite") as store,
+        ):
+            report = run_grid(user_configs(runs), store, workers=1)
+            assert report.ran == runs, report
+            done = sorted(store.results(), key=lambda r: r.config["seed"])
+            assert all(r.status == "ok" for r in done), [r.reason for r in done]
+            times = [r.wall_time for r in done]
+            finals = [r.final for r in done]
+    print(json.dumps({"run_times": times, "finals": finals}))
+
+
+def user_part(runs: int, rounds: int) -> None:
+    """Print per-run seconds of the user task through the runner and bare, and the overhead."""
+    best: dict[str, list[float]] = {}
+    finals: dict[str, list[float]] = {}
+    for _ in range(rounds):
+        for mode in ("user-bare", "user-runner"):  # interleaved: drifts in load hit both
+            command = [sys.executable, __file__, "--child", mode, "--runs", str(runs)]
+            done = subprocess.run(command, capture_output=True, text=True, check=False)
+            if done.returncode:
+                raise SystemExit(f"mode {mode} failed:\n{done.stderr}")
+            doc = json.loads(done.stdout.strip().splitlines()[-1])
+            median = statistics.median(doc["run_times"])
+            if mode not in best or median < statistics.median(best[mode]):
+                best[mode], finals[mode] = doc["run_times"], doc["finals"]
+    same = all(
+        math.isclose(a, b, rel_tol=1e-6)
+        for a, b in zip(finals["user-bare"], finals["user-runner"], strict=True)
+    )
+    print(
+        f"\nuser task: {runs} runs of a {STEPS}-step torch MLP loop, adam, cosine(), lr {LR:g} "
+        f"(best of {rounds} rounds, {os.cpu_count()} CPUs)"
+    )
+    print(f"{'per run, s':<12} {'bare loop':>10} {'@lrkit.task':>12} {'overhead':>9}")
+    for name, stat in (("median", statistics.median), ("mean", statistics.fmean)):
+        bare, runner = stat(best["user-bare"]), stat(best["user-runner"])
+        print(f"{name:<12} {bare:10.4f} {runner:12.4f} {runner / bare - 1:+9.1%}")
+    print(f"same final metrics, seed by seed: {'yes' if same else 'NO'}")
+
+
+# --------------------------------------------------------------------------
+# The runner against a bare loop of built-in runs
+# --------------------------------------------------------------------------
 
 
 def configs(task: str, runs: int, first: int = 0) -> list[RunConfig]:
@@ -111,30 +266,42 @@ def main() -> None:
     parser.add_argument("--task", default="digits")
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--part", choices=["builtin", "user", "all"], default="all")
+    parser.add_argument("--user-runs", type=int, default=20)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--first", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child in ("user-bare", "user-runner"):
+        user_child(args.child, args.runs)
+        return
     if args.child:
         child(args.child, args.task, args.runs, args.first)
         return
     if args.runs < 2 or args.runs % 2:
         parser.error(f"--runs must be an even number >= 2, got {args.runs}")
+    if args.part in ("builtin", "all"):
+        builtin_part(args.task, args.runs, args.rounds)
+    if args.part in ("user", "all"):
+        user_part(args.user_runs, args.rounds)
 
+
+def builtin_part(task: str, runs: int, rounds: int) -> None:
+    """The runner (1 and 2 workers) against a bare loop of built-in runs."""
     modes = ["bare", "runner-1", "runner-2", "bare-x2"]
     best: dict[str, float] = {}
     per_run: dict[str, list[float]] = {}
     steady = float("inf")
-    for _ in range(args.rounds):
+    for _ in range(rounds):
         for mode in modes:
-            wall, times, overhead = launch(mode, args.task, args.runs)
+            wall, times, overhead = launch(mode, task, runs)
             if wall < best.get(mode, float("inf")):
                 best[mode], per_run[mode] = wall, times
             if overhead is not None:
                 steady = min(steady, overhead)
     mean = {mode: sum(t) / len(t) for mode, t in per_run.items()}
     print(
-        f"task {args.task}: {args.runs} runs of adam, cosine(), lr 1e-3 "
-        f"(best of {args.rounds} rounds, {os.cpu_count()} CPUs)"
+        f"task {task}: {runs} runs of adam, cosine(), lr 1e-3 "
+        f"(best of {rounds} rounds, {os.cpu_count()} CPUs)"
     )
     print(f"{'mode':<10} {'wall s':>8} {'mean run s':>11}")
     for mode in modes:

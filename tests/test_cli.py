@@ -304,9 +304,11 @@ def test_tasks_lists_one_line_per_task_without_torch() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
+    table, hint = done.stdout.split("\n\n")
+    lines = table.splitlines()
     names = [line.split()[0] for line in lines]
     assert names == ["digits", "signals", "scales", "charlm", "quadratic", "rosenbrock"]
+    assert "--tasks path/to/file.py:name" in hint
     digits = lines[0].split()
     assert digits[1:5] == ["300", "steps", "val_acc", ">="] and digits[5] == "0.95"
     assert "8x8" in lines[0]

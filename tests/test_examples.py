@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import math
+import os
 import re
 import runpy
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -46,3 +51,74 @@ def test_optax_plateau_cuts_through_inject_hyperparams(capsys):
     shown = [int(m) for m in re.findall(r"epoch\s+(\d+)\s+val_loss [\d.]+\s+cut", printed)]
     assert shown == result["cuts"]
     assert "max relative difference from lrkit's Plateau" in printed
+
+
+# -- task files run by `lrkit compare` -----------------------------------------
+
+LRKIT = str(Path(sys.executable).with_name("lrkit"))
+
+
+def compare_example(tmp_path: Path, ref: str, *grid: str) -> list[dict]:
+    """``lrkit compare --tasks examples/<ref> GRID --seeds 1 --workers 1``: its runs, all ok."""
+    out = tmp_path / "out"
+    command = [LRKIT, "compare", "--tasks", f"{EXAMPLES / ref}", *grid]
+    command += ["--seeds", "1", "--workers", "1", "--out", str(out)]
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    for run in runs:
+        assert run["status"] == "ok", (run["reason"], run["traceback"])
+        assert math.isfinite(run["final"])
+        assert len(run["loss"]) == run["steps"] and all(map(math.isfinite, run["loss"]))
+    return runs
+
+
+def assert_follows_the_schedule(run: dict) -> np.ndarray:
+    """The run's lr curve is lrkit's filled schedule, step by step (1e-9 relative)."""
+    import lrkit
+
+    want = lrkit.parse(run["identity"]["schedule"]).values(run["steps"])
+    assert len(run["lr"]) == run["steps"]
+    np.testing.assert_allclose(run["lr"], want, rtol=1e-9, atol=0)
+    return want
+
+
+GRID = ["--optimizers", "sgd,adam", "--schedules", "warmup(cosine(), steps=10)", "--lrs", "0.1"]
+GRID += ["--budget", "0.2"]  # 60 of the tasks' 300 steps
+
+
+def test_task_torch_runs_under_compare_and_follows_the_schedule(tmp_path: Path) -> None:
+    runs = compare_example(tmp_path, "task_torch.py:digits_mlp", *GRID)
+    assert [r["config"]["optimizer"] for r in runs] == ["sgd", "adam"]
+    for run in runs:
+        assert run["identity"]["schedule"] == "warmup(cosine(lr=0.1, steps=50), steps=10)"
+        want = assert_follows_the_schedule(run)  # the lr each optimizer step really used
+        assert want[0] == 0.0 and want[10] == 0.1
+        assert run["eval_steps"] == [25, 50, 60]  # reports every 25 steps, then the final
+        assert run["final"] == run["evals"]["val_acc"][-1]
+    assert runs[1]["final"] > 0.9  # adam at 0.1 learns digits in 60 steps
+
+
+def test_task_lightning_steps_the_lrkit_scheduler_every_step(tmp_path: Path) -> None:
+    runs = compare_example(tmp_path, "task_lightning.py:digits_lightning", *GRID)
+    for run in runs:
+        # The lr of every update Lightning made (read by the optimizer's step hook)
+        # is the schedule's: Lightning stepped the scheduler once per update.
+        assert_follows_the_schedule(run)
+        assert run["eval_steps"] == [25, 50, 60]  # the validation loop every 25 steps
+    assert runs[1]["final"] > 0.9
+
+
+def test_task_keras_optimizer_uses_the_schedule_to_float32(tmp_path: Path) -> None:
+    runs = compare_example(tmp_path, "task_keras.py:digits_keras", *GRID)
+    for run in runs:
+        want = assert_follows_the_schedule(run)
+        # What the Keras optimizer used at each update: to_keras's float32 values.
+        steps, used = zip(*run["scalars"]["lr_used"], strict=True)
+        assert list(steps) == list(range(run["steps"]))
+        np.testing.assert_allclose(used, want, rtol=1e-6, atol=1e-9)
+        assert run["eval_steps"] == [25, 50, 60]
+    assert runs[1]["final"] > 0.9

@@ -315,6 +315,10 @@ def tasks_cmd() -> None:
     for task in TASKS.values():
         goal = f"{task.metric} {'>=' if task.mode == 'max' else '<='} {task.target:g}"
         typer.echo(f"{task.name:<{width}}  {task.steps:>4} steps  {goal:<16}  {task.description}")
+    typer.echo(
+        "\nYour own training: decorate a function with @lrkit.task(metric=..., steps=...) and "
+        "pass --tasks path/to/file.py:name (or package.module:name); see docs/compare.md"
+    )
 
 
 # --------------------------------------------------------------------------
@@ -605,7 +609,8 @@ def compare_cmd(
     retried = f", {report.retried} retried after a worker died" if report.retried else ""
     typer.echo(
         f"{report.total} runs: {report.ran} run now, {report.skipped} from the store{retried}; "
-        f"{report.wall_time:.1f}s on {report.workers} worker(s)"
+        f"{report.wall_time:.1f}s "
+        + (f"on {report.workers} worker(s)" if report.workers else "in this process")
     )
     typer.echo(f"wrote {out / 'results.json'} and {out / 'report.html'} (store: {results.store})")
     if tensorboard is not None:
@@ -635,6 +640,177 @@ def _print_errors(errors: list, store: Path) -> None:
         "the same command again runs them again (and every run of a task file you changed)",
         err=True,
     )
+
+
+# --------------------------------------------------------------------------
+# lrkit tune
+# --------------------------------------------------------------------------
+
+_TUNE_EXAMPLES = """\
+[bold]Examples[/bold]
+
+  lrkit tune --tasks digits --optimizers adam,sgd --schedules "cosine()" --trials 30
+  lrkit tune --tasks my_train.py:my_task --optimizers adamw \\
+      --schedules "cosine()" --schedules "warmup(cosine(), steps=50)" --lr-range 1e-5,1e-1
+  lrkit tune --tasks quadratic --optimizers sgd --schedules "constant()" --search random \\
+      --pruner none --seeds 3 --workers 2
+
+--trials N is the study's total of finished (COMPLETE + PRUNED) trials: the
+same command again resumes and stops at N. A trial whose process died is
+marked FAIL and does not count."""
+
+
+@app.command("tune", epilog=_TUNE_EXAMPLES)
+def tune_cmd(
+    tasks: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tasks",
+            metavar="NAME",
+            help="One task: a built-in name (see lrkit tasks), path/to/file.py:name or "
+            "package.module:name (an @lrkit.task function).",
+            show_default=False,
+        ),
+    ] = None,
+    optimizers: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--optimizers",
+            metavar="NAMES",
+            help="Optimizers to search (categorical). Repeat or comma-separate. Default: adam.",
+            show_default=False,
+        ),
+    ] = None,
+    schedules: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--schedules",
+            metavar="SPEC",
+            help="Schedule specs to search (categorical), lr and steps left out (repeat the "
+            'option). Default: "cosine()".',
+            show_default=False,
+        ),
+    ] = None,
+    lr_range: Annotated[
+        str,
+        typer.Option(
+            "--lr-range", metavar="LOW,HIGH", help="The lr is searched log-uniformly in it."
+        ),
+    ] = "1e-5,1",
+    trials: Annotated[
+        int,
+        typer.Option(
+            "--trials", metavar="N", help="The study's total of COMPLETE + PRUNED trials."
+        ),
+    ] = 20,
+    search: Annotated[str, typer.Option("--search", help="tpe or random.")] = "tpe",
+    pruner: Annotated[str, typer.Option("--pruner", help="median, hyperband or none.")] = "median",
+    seeds: Annotated[
+        int,
+        typer.Option(
+            "--seeds", metavar="N", help="Seeds per trial, run in turn; the value is their mean."
+        ),
+    ] = 1,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            metavar="N",
+            help="Trials at once in worker processes; 0 or 1: in this process.",
+        ),
+    ] = 1,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            "--storage",
+            metavar="URL",
+            help="An Optuna storage URL (sqlite:///..., postgresql://...). Default: "
+            "$LRKIT_STORAGE, else sqlite:///OUT/tune.sqlite.",
+            show_default=False,
+        ),
+    ] = None,
+    study: Annotated[str, typer.Option("--study", help="The Optuna study's name.")] = "lrkit",
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", help="Output folder (results.json, report.html, runs.sqlite, tune.sqlite)."
+        ),
+    ] = Path("lrkit-tune"),
+    budget: Annotated[
+        float, typer.Option("--budget", help="Scale the task's step budget.", metavar="F")
+    ] = 1.0,
+) -> None:
+    """Search lr, optimizer and schedule for one task with Optuna (resumable).
+
+    The Optuna parameters are [bold]lr[/bold] (log-uniform in --lr-range),
+    [bold]optimizer[/bold] and [bold]schedule[/bold] (categorical). A trial's
+    value is the task's final metric (mean over seeds); a diverged trial is
+    COMPLETE with the worst value, a trial whose task raised is FAIL (5 in a
+    row stop the search, exit 1). Prints the best settings as a spec and
+    writes OUT/results.json and OUT/report.html.
+    """
+    import sys
+
+    from lrkit.bench.store import StoreError
+    from lrkit.bench.tune import TuneError, make_tune_progress, tune
+
+    if not tasks:
+        raise _fail("--tasks: give one task (e.g. --tasks digits or --tasks train.py:my_task)")
+    try:
+        results = tune(
+            tasks,
+            optimizers=optimizers or ["adam"],
+            schedules=schedules or ["cosine()"],
+            lr_range=lr_range,
+            trials=trials,
+            search=search,
+            pruner=pruner,
+            seeds=seeds,
+            workers=workers,
+            storage=storage,
+            study=study,
+            out=out,
+            budget=budget,
+            progress=make_tune_progress(),
+            on_note=typer.echo,
+        )
+    except (TuneError, StoreError) as err:
+        raise _fail(str(err)) from None
+    except KeyboardInterrupt:
+        typer.echo(
+            "interrupted: finished trials are kept in the study; run the same command again "
+            "to resume",
+            err=True,
+        )
+        raise typer.Exit(130) from None
+    except RuntimeError as err:
+        raise _fail(str(err), code=1) from None
+    except OSError as err:
+        raise _fail(f"cannot write the outputs: {err}", code=1) from None
+    counts = results.counts()
+    typer.echo(
+        f"study {results.study!r} ({results.storage}): "
+        + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        + f"; {results.ran} trial(s) run now"
+    )
+    best = results.best
+    if best is None:
+        typer.echo("no trial finished with a finite value")
+    else:
+        typer.echo(f"best: trial {best.trial}, {best.metric}={best.value:.4g}")
+        typer.echo(str(best))
+        typer.echo(f"confirm it: {best.command}")
+    typer.echo(f"wrote {out / 'results.json'} and {out / 'report.html'}")
+    if results.stopped:
+        typer.echo(f"Error: {results.stopped}", err=True)
+        sys.exit(1)
+    if results.failed:
+        typer.echo(
+            f"{results.failed} trial(s) failed with an error (state FAIL; the reasons are in "
+            f"{out / 'results.json'}, the tracebacks in {out / 'runs.sqlite'})",
+            err=True,
+        )
+        sys.exit(1)
 
 
 # --------------------------------------------------------------------------
@@ -790,6 +966,12 @@ def find_lr_cmd(
     from lrkit.bench.run import warm_up
     from lrkit.bench.tasks import get_task
 
+    if ":" in task:
+        raise _fail(
+            f"--task: {task!r} is your own task; find-lr runs on built-in tasks so far. For "
+            "your model call lrkit.torch.find_lr(model, optimizer, loss_fn, train_loader) "
+            "(docs/finder.md), or use lrkit tune / lrkit compare --lrs on your task"
+        )
     try:
         get_task(task)
     except ValueError as err:

@@ -386,6 +386,66 @@ def test_compare_refuses_a_store_that_is_not_sqlite(tmp_path: Path) -> None:
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+# -- lrkit report ------------------------------------------------------------------
+
+
+def _quick_compare(out: Path, *extra: str) -> Path:
+    """A 4-run compare into ``out``; returns its store."""
+    result = invoke("compare", *QUICK, "--seeds", "1", "--out", str(out), *extra)
+    assert result.exit_code == 0, result.output
+    return out / "runs.sqlite"
+
+
+def test_report_defaults_to_the_stores_own_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = _quick_compare(tmp_path / "mine")
+    (tmp_path / "mine" / "report.html").unlink()
+    monkeypatch.chdir(tmp_path)
+    result = invoke("report", "mine/runs.sqlite")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "mine" / "report.html").is_file()
+    assert not (tmp_path / "lrkit-report").exists()
+    doc = json.loads((tmp_path / "mine" / "results.json").read_text())
+    assert Path(doc["store_resolved"]) == store.resolve()
+
+
+def test_report_refuses_to_overwrite_another_stores_report(tmp_path: Path) -> None:
+    first = _quick_compare(tmp_path / "a")
+    second = _quick_compare(tmp_path / "b", "--lrs", "0.05")
+    before = (tmp_path / "a" / "results.json").read_text()
+
+    refused = invoke("report", str(second), "--out", str(tmp_path / "a"))
+    assert refused.exit_code == 2
+    (line,) = refused.stderr.strip().splitlines()
+    assert str(first) in line and str(second) in line
+    assert "--out" in line and "--force" in line
+    assert (tmp_path / "a" / "results.json").read_text() == before
+
+    forced = invoke("report", str(second), "--out", str(tmp_path / "a"), "--force")
+    assert forced.exit_code == 0, forced.output
+    doc = json.loads((tmp_path / "a" / "results.json").read_text())
+    assert doc["store"] == str(second)
+
+
+def test_report_rerenders_its_own_store_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    _quick_compare(Path("lrkit-report"))
+    again = invoke("report", "lrkit-report/runs.sqlite", "--out", "lrkit-report")
+    assert again.exit_code == 0, again.output
+    # A results.json of an older lrkit (a relative store path only), read from elsewhere.
+    path = tmp_path / "lrkit-report" / "results.json"
+    doc = json.loads(path.read_text())
+    del doc["store_resolved"]
+    path.write_text(json.dumps(doc))
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    result = invoke("report", "../lrkit-report/runs.sqlite")
+    assert result.exit_code == 0, result.output
+
+
 # -- lrkit find-lr ----------------------------------------------------------------
 
 

@@ -436,6 +436,7 @@ def _write_results(
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "grid": grid,
         "store": str(store_path),
+        "store_resolved": str(store_path.resolve()),
         "summary": {task: [row.to_dict() for row in rows] for task, rows in summary.items()},
         "runs": [r.to_dict() for r in results],
     }
@@ -717,6 +718,45 @@ def _grid_of(results: list) -> dict:
     }
 
 
+def _same_path(a: Path, b: Path) -> bool:
+    """Whether two paths name the same file (resolved; the same inode where both exist)."""
+    import os
+
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+def _other_store(out: Path, store: Path) -> str | None:
+    """The store named by ``OUT/results.json`` when it is not ``store``, else ``None``.
+
+    ``None`` too when there is no results.json, or it names no store (not
+    one of ours to judge). A relative path recorded by an older lrkit (no
+    ``"store_resolved"``) is taken from the current folder or from OUT's
+    parent (where ``lrkit compare`` ran with its defaults).
+    """
+    try:
+        doc = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    recorded = doc.get("store") if isinstance(doc, dict) else None
+    if not isinstance(recorded, str) or not recorded:
+        return None
+    resolved = doc.get("store_resolved")
+    if isinstance(resolved, str) and resolved:
+        candidates = [Path(resolved)]
+    elif Path(recorded).is_absolute():
+        candidates = [Path(recorded)]
+    else:
+        candidates = [Path(recorded), out.parent / recorded]
+    if any(_same_path(candidate, store) for candidate in candidates):
+        return None
+    return resolved if isinstance(resolved, str) and resolved else recorded
+
+
 @app.command("report")
 def report_cmd(
     store: Annotated[
@@ -726,16 +766,29 @@ def report_cmd(
         ),
     ],
     out: Annotated[
-        Path,
-        typer.Option("--out", help="Output folder (results.json, report.html, PNG plots)."),
-    ] = DEFAULT_OUT,
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Output folder (results.json, report.html, PNG plots). "
+            "Default: the store's own folder.",
+            show_default=False,
+        ),
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Overwrite OUT's report even if another store's runs made it."
+        ),
+    ] = False,
     tensorboard: _TensorBoardOption = None,
     csv: _CsvOption = False,
 ) -> None:
     """Re-render results.json, report.html and the PNG plots from a run store.
 
     Every run in STORE is read (nothing is run); the per-task summary is
-    printed as by [bold]lrkit compare[/bold].
+    printed as by [bold]lrkit compare[/bold]. The report goes next to the
+    store unless [bold]--out[/bold] says otherwise; a report that another
+    store made is never overwritten without [bold]--force[/bold].
     """
     import sys
 
@@ -744,8 +797,15 @@ def report_cmd(
 
     if not store.is_file():
         raise _fail(f"store {str(store)!r} does not exist or is not a file")
+    out = store.parent if out is None else out
     if out.exists() and not out.is_dir():
         raise _fail(f"--out {str(out)!r} exists and is not a folder")
+    other = None if force else _other_store(out, store)
+    if other is not None:
+        raise _fail(
+            f"{str(out / 'results.json')!r} is the report of store {other!r}, not of "
+            f"{str(store)!r}; pass another --out, or --force to overwrite it"
+        )
     try:
         with RunStore(store) as run_store:
             results = run_store.results()

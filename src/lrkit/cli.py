@@ -366,50 +366,112 @@ def _grid_from_options(
     )
 
 
+#: Below this many columns the summary tables use short headers.
+NARROW = 100
+
+
+def _summary_table(title: str, rows: list, shown: dict[str, str], narrow: bool) -> Table:
+    """One task's table; ``shown`` maps each schedule spec to what its cell shows."""
+    table = Table(
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=not narrow,
+        pad_edge=not narrow,
+        padding=(0, 1, 0, 0) if narrow else (0, 1),  # narrow: 2 columns apart, not 3
+    )
+    # Only the divergence counts may wrap; numbers stay on one line, specs are
+    # never cut (a spec too long for the terminal shows as a label, see _print_summary).
+    for wide, short, justify, no_wrap in (
+        ("#", "#", "right", True),
+        ("optimizer", "optimizer", "left", True),
+        ("schedule", "schedule", "left", True),
+        ("best lr", "best lr", "right", True),
+        ("final mean ± std", "mean ± std", "right", True),
+        ("seeds ok", "ok", "right", True),
+        ("steps to target", "to\ntarget", "right", True),
+        ("diverged (all lrs)", "diverged\n(all lrs)", "right", False),
+    ):
+        table.add_column(
+            short if narrow else wide,
+            justify=justify,  # type: ignore[arg-type]
+            no_wrap=no_wrap,
+            overflow="fold",
+        )
+    for rank, row in enumerate(rows, 1):
+        value = "—" if row.mean is None else f"{row.mean:.4g} ± {row.std:.2g}"
+        reach = "—" if row.steps_to_target is None else f"{row.steps_to_target:.0f}"
+        diverged = f"{row.diverged}/{row.runs}"
+        if row.rescued:
+            diverged += f", {row.rescued} rescued"
+        if row.errors:
+            diverged += f", {row.errors} errors"
+        table.add_row(
+            str(rank),
+            row.optimizer,
+            shown.get(row.schedule, row.schedule),
+            f"{row.lr:g}",
+            value,
+            f"{row.finished}/{row.seeds}",
+            reach,
+            diverged,
+        )
+    return table
+
+
+def _advice_grid(advice: object) -> Table:
+    """The advice under a task's table: the verdict, the settings tied with it, the notes."""
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True)
+    grid.add_column()
+    grid.add_row("→", Text(advice.headline, style="bold"))  # type: ignore[attr-defined]
+    for tie in advice.ties:  # type: ignore[attr-defined]
+        grid.add_row("", Text(f"≈ {tie.label}"))
+    for note in advice.notes:  # type: ignore[attr-defined]
+        grid.add_row("", Text(note, style="yellow"))
+    return grid
+
+
 def _print_summary(console: Console, summary: dict[str, list]) -> None:
-    """One table per task: each optimizer x schedule at its best lr, best first."""
+    """Per task: each optimizer x schedule at its best lr, best first, then what to pick.
+
+    In a narrow terminal the headers get shorter; a schedule spec that does
+    not fit beside the numbers is shown as ``S1``, ``S2``, ... with the full
+    spec listed under the table, so no spec and no number is ever cut.
+    """
+    from rich.measure import Measurement
+
+    from lrkit.bench.advice import advise
     from lrkit.bench.tasks import get_task
 
+    narrow = console.width < NARROW
+    unbounded = console.options.update_width(10_000)  # to measure a table's natural width
     for name, rows in summary.items():
         task = get_task(name)
         goal = f"{task.metric} {'>=' if task.mode == 'max' else '<='} {task.target:g}"
-        table = Table(
-            title=f"{name}: final {task.metric}, {'higher' if task.mode == 'max' else 'lower'} "
-            f"is better (target {goal})",
-            title_justify="left",
-            box=box.SIMPLE_HEAD,
+        title = (
+            f"{name}: final {task.metric}, {'higher' if task.mode == 'max' else 'lower'} "
+            f"is better (target {goal})"
         )
-        # Names and counts never wrap; the spec and the numbers may, in a narrow terminal.
-        for column, justify, no_wrap in (
-            ("#", "right", True),
-            ("optimizer", "left", True),
-            ("schedule", "left", False),
-            ("best lr", "right", True),
-            ("final mean ± std", "right", False),
-            ("ok", "right", True),
-            ("to target", "right", False),
-            ("diverged", "right", True),
-        ):
-            table.add_column(column, justify=justify, no_wrap=no_wrap)  # type: ignore[arg-type]
-        for rank, row in enumerate(rows, 1):
-            value = "—" if row.mean is None else f"{row.mean:.4g} ± {row.std:.2g}"
-            reach = "—" if row.steps_to_target is None else f"{row.steps_to_target:.0f}"
-            diverged = f"{row.diverged}/{row.runs}"
-            if row.rescued:
-                diverged += f" ({row.rescued} rescued)"
-            if row.errors:
-                diverged += f" ({row.errors} errors)"
-            table.add_row(
-                str(rank),
-                row.optimizer,
-                row.schedule,
-                f"{row.lr:g}",
-                value,
-                f"{row.finished}/{row.seeds}",
-                reach,
-                diverged,
-            )
+        specs = list(dict.fromkeys(row.schedule for row in rows))
+        shown = {spec: spec for spec in specs}
+        table = _summary_table(title, rows, shown, narrow)
+        # Too wide for the terminal: label the longest specs, one at a time, until it fits.
+        longest = sorted((s for s in specs if len(s) > len("schedule")), key=len, reverse=True)
+        while longest and Measurement.get(console, unbounded, table).maximum > console.width:
+            labelled = {spec for spec, label in shown.items() if label != spec}
+            labelled.add(longest.pop(0))
+            order = [spec for spec in specs if spec in labelled]
+            shown = {
+                spec: f"S{order.index(spec) + 1}" if spec in labelled else spec for spec in specs
+            }
+            table = _summary_table(title, rows, shown, narrow)
         console.print(table)
+        for spec, label in shown.items():
+            if label != spec:
+                console.print(Text(f"  {label} = {spec}", style="dim"), soft_wrap=True)
+        console.print(_advice_grid(advise(name, rows)))
+        console.print()
 
 
 def _write_json_atomic(path: Path, data: object) -> None:
@@ -425,9 +487,14 @@ def _write_json_atomic(path: Path, data: object) -> None:
 def _write_results(
     out: Path, grid: dict, store_path: Path, results: list, summary: dict[str, list]
 ) -> Path:
-    """Write ``OUT/results.json`` then the HTML report and PNGs; exit 1 if it cannot."""
+    """Write ``OUT/results.json`` then the HTML report and PNGs; exit 1 if it cannot.
+
+    results.json holds, per task, the summary rows and the advice (what to
+    pick, how sure: :func:`lrkit.bench.advice.advise`).
+    """
     import datetime
 
+    from lrkit.bench.advice import advise_all
     from lrkit.bench.report import write_report
 
     results_path = out / "results.json"
@@ -438,6 +505,7 @@ def _write_results(
         "store": str(store_path),
         "store_resolved": str(store_path.resolve()),
         "summary": {task: [row.to_dict() for row in rows] for task, rows in summary.items()},
+        "advice": {task: advice.to_dict() for task, advice in advise_all(summary).items()},
         "runs": [r.to_dict() for r in results],
     }
     try:

@@ -22,7 +22,7 @@ import io
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 import typer
@@ -34,6 +34,9 @@ from rich.text import Text
 import lrkit
 from lrkit.plotting import default_steps, key_steps, plot_schedules, sparkline
 from lrkit.schedules import Schedule
+
+if TYPE_CHECKING:
+    from lrkit.bench.advice import Advice
 
 __all__ = ["app", "main"]
 
@@ -419,15 +422,15 @@ def _summary_table(title: str, rows: list, shown: dict[str, str], narrow: bool) 
     return table
 
 
-def _advice_grid(advice: object) -> Table:
+def _advice_grid(advice: Advice) -> Table:
     """The advice under a task's table: the verdict, the settings tied with it, the notes."""
     grid = Table.grid(padding=(0, 1))
     grid.add_column(no_wrap=True)
     grid.add_column()
-    grid.add_row("→", Text(advice.headline, style="bold"))  # type: ignore[attr-defined]
-    for tie in advice.ties:  # type: ignore[attr-defined]
+    grid.add_row("→", Text(advice.headline, style="bold"))
+    for tie in advice.ties:
         grid.add_row("", Text(f"≈ {tie.label}"))
-    for note in advice.notes:  # type: ignore[attr-defined]
+    for note in advice.notes:
         grid.add_row("", Text(note, style="yellow"))
     return grid
 

@@ -50,6 +50,9 @@ def _results(path: Path) -> list[RunResult]:
 def _check_html(text: str, tasks: list[str]) -> None:
     for task in tasks:
         assert f"<h2>{task}</h2>" in text
+        # Each task's section opens with what to pick and how sure.
+        section = text.split(f"<h2>{task}</h2>", 1)[1]
+        assert re.match(r'\s*<div class="advice[^"]*"><p><strong>(pick |nothing to pick)', section)
     assert text.count("<table>") == 2 * len(tasks)  # best settings + diagnosis per task
     payloads = IMG.findall(text)
     assert len(payloads) == 4 * len(tasks)
@@ -158,6 +161,10 @@ def test_cli_report_rerenders_from_a_store(store_path: Path, tmp_path: Path) -> 
     assert result.exit_code == 0, result.output
     assert "quadratic: final loss" in result.stdout
     doc = json.loads((out / "results.json").read_text())
+    for task in ("quadratic", "rosenbrock"):
+        assert f"→ {doc['advice'][task]['headline']}" in result.stdout
+        # 1 seed: a winner, but nothing can be called tied with it.
+        assert doc["advice"][task]["verdict"].endswith("(uncertain: 1 seed)")
     assert len(doc["runs"]) == len(_results(store_path))
     assert set(doc["summary"]) == {"quadratic", "rosenbrock"}
     _check_html((out / "report.html").read_text(encoding="utf-8"), ["quadratic", "rosenbrock"])

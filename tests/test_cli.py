@@ -335,6 +335,11 @@ def test_compare_writes_results_and_a_summary_then_resumes(tmp_path: Path) -> No
     assert {row["optimizer"] for row in rows} == {"sgd", "adam"}
     assert all(row["seeds"] == 2 for row in rows)
     assert (out / "runs.sqlite").is_file()
+    # Under the table: what to pick, also in results.json.
+    advice = doc["advice"]["quadratic"]
+    assert advice["verdict"].startswith("pick ") and advice["confidence"] in ("clear", "tied")
+    assert f"→ {advice['headline']}" in result.stdout
+    assert "diverged (all lrs)" in result.stdout
 
     again = invoke("compare", *QUICK, "--out", str(out))
     assert again.exit_code == 0, again.output
@@ -386,6 +391,134 @@ def test_compare_refuses_a_store_that_is_not_sqlite(tmp_path: Path) -> None:
         result.stderr.startswith("Error: store ") and "is not an lrkit run store" in result.stderr
     )
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+# -- the summary in a terminal ---------------------------------------------------
+
+SPECS = (
+    "one_cycle()",
+    "warmup(cosine(min_lr=1e-5), steps=30)",
+    "wsd(decay_fraction=0.2, min_lr=0.0)",
+    "cosine()",
+)
+
+
+def _summary_rows() -> list:
+    """quadratic: sgd and adam x 4 specs, the best at the top lr, 2 seeds."""
+    from lrkit.bench.grid import SettingSummary
+
+    rows = []
+    for k, (optimizer, spec) in enumerate((o, s) for o in ("sgd", "adamw") for s in SPECS):
+        mean = 0.2 if k == 1 else 0.18 + 0.05 * k
+        rows.append(
+            SettingSummary(
+                "quadratic", optimizer, spec, 1.0 if k < 4 else 0.01, "loss", "min",
+                mean, 0.00051 if k == 7 else 0.03, 2, 2, 48.0 if k < 3 else None,
+                6 if optimizer == "sgd" else 0, 8, 0, lrs=[0.001, 0.01, 0.1, 1.0],
+            )
+        )  # fmt: skip
+    return rows
+
+
+@pytest.mark.parametrize("width", [80, 100, 120])
+def test_summary_cuts_no_spec_and_no_number_at_any_usual_width(width: int) -> None:
+    from rich.console import Console
+
+    from lrkit.cli import _print_summary
+
+    rows = _summary_rows()
+    console = Console(width=width, record=True, file=io.StringIO(), highlight=False)
+    _print_summary(console, {"quadratic": rows})
+    text = console.export_text()
+    lines = [line.rstrip() for line in text.splitlines()]
+    assert max(map(len, lines)) <= width
+    assert "…" not in text
+    for spec in SPECS:  # each spec whole on one line: in the table or under it as "S1 = spec"
+        assert any(spec in line for line in lines), spec
+    for row in rows:  # mean ± std never wraps
+        assert any(f"{row.mean:.4g} ± {row.std:.2g}" in line for line in lines)
+    assert "(all lrs)" in text  # the divergence counts are over all lrs, not the best one
+    verdict = "→ pick sgd + one_cycle() at lr 1 (tied with 1 other within noise)"
+    assert verdict in lines
+    assert "≈ sgd + warmup(cosine(min_lr=1e-5), steps=30) at lr 1" in text
+    note = "the edge of the grid: try higher lrs, e.g. --lrs 1,10,100"
+    assert note in " ".join(line.strip() for line in lines)
+
+
+def test_summary_at_80_columns_labels_only_the_specs_that_do_not_fit() -> None:
+    from rich.console import Console
+
+    from lrkit.cli import _print_summary
+
+    console = Console(width=80, record=True, file=io.StringIO(), highlight=False)
+    _print_summary(console, {"quadratic": _summary_rows()})
+    lines = console.export_text().splitlines()
+    legend = [line.strip().split(" = ", 1) for line in lines if line.startswith("  S")]
+    assert legend == [["S1", SPECS[1]], ["S2", SPECS[2]]]
+    table = [line for line in lines if line[:1].isdigit()]
+    assert len(table) == 8
+    assert sum("one_cycle()" in line for line in table) == 2
+    assert sum(" S1 " in line for line in table) == 2
+
+
+# -- lrkit report ------------------------------------------------------------------
+
+
+def _quick_compare(out: Path, *extra: str) -> Path:
+    """A 4-run compare into ``out``; returns its store."""
+    result = invoke("compare", *QUICK, "--seeds", "1", "--out", str(out), *extra)
+    assert result.exit_code == 0, result.output
+    return out / "runs.sqlite"
+
+
+def test_report_defaults_to_the_stores_own_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = _quick_compare(tmp_path / "mine")
+    (tmp_path / "mine" / "report.html").unlink()
+    monkeypatch.chdir(tmp_path)
+    result = invoke("report", "mine/runs.sqlite")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "mine" / "report.html").is_file()
+    assert not (tmp_path / "lrkit-report").exists()
+    doc = json.loads((tmp_path / "mine" / "results.json").read_text())
+    assert Path(doc["store_resolved"]) == store.resolve()
+
+
+def test_report_refuses_to_overwrite_another_stores_report(tmp_path: Path) -> None:
+    first = _quick_compare(tmp_path / "a")
+    second = _quick_compare(tmp_path / "b", "--lrs", "0.05")
+    before = (tmp_path / "a" / "results.json").read_text()
+
+    refused = invoke("report", str(second), "--out", str(tmp_path / "a"))
+    assert refused.exit_code == 2
+    (line,) = refused.stderr.strip().splitlines()
+    assert str(first) in line and str(second) in line
+    assert "--out" in line and "--force" in line
+    assert (tmp_path / "a" / "results.json").read_text() == before
+
+    forced = invoke("report", str(second), "--out", str(tmp_path / "a"), "--force")
+    assert forced.exit_code == 0, forced.output
+    doc = json.loads((tmp_path / "a" / "results.json").read_text())
+    assert doc["store"] == str(second)
+
+
+def test_report_rerenders_its_own_store_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    _quick_compare(Path("lrkit-report"))
+    again = invoke("report", "lrkit-report/runs.sqlite", "--out", "lrkit-report")
+    assert again.exit_code == 0, again.output
+    # A results.json of an older lrkit (a relative store path only), read from elsewhere.
+    path = tmp_path / "lrkit-report" / "results.json"
+    doc = json.loads(path.read_text())
+    del doc["store_resolved"]
+    path.write_text(json.dumps(doc))
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    result = invoke("report", "../lrkit-report/runs.sqlite")
+    assert result.exit_code == 0, result.output
 
 
 # -- lrkit find-lr ----------------------------------------------------------------

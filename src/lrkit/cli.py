@@ -22,7 +22,7 @@ import io
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 import typer
@@ -34,6 +34,9 @@ from rich.text import Text
 import lrkit
 from lrkit.plotting import default_steps, key_steps, plot_schedules, sparkline
 from lrkit.schedules import Schedule
+
+if TYPE_CHECKING:
+    from lrkit.bench.advice import Advice
 
 __all__ = ["app", "main"]
 
@@ -370,8 +373,85 @@ def _grid_from_options(
     )
 
 
+#: Below this many columns the summary tables use short headers.
+NARROW = 100
+
+
+def _summary_table(title: str, rows: list, shown: dict[str, str], narrow: bool) -> Table:
+    """One task's table; ``shown`` maps each schedule spec to what its cell shows."""
+    table = Table(
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=not narrow,
+        pad_edge=not narrow,
+        padding=(0, 1, 0, 0) if narrow else (0, 1),  # narrow: 2 columns apart, not 3
+    )
+    # Only the divergence counts may wrap; numbers stay on one line, specs are
+    # never cut (a spec too long for the terminal shows as a label, see _print_summary).
+    for wide, short, justify, no_wrap in (
+        ("#", "#", "right", True),
+        ("optimizer", "optimizer", "left", True),
+        ("schedule", "schedule", "left", True),
+        ("best lr", "best lr", "right", True),
+        ("final mean ± std", "mean ± std", "right", True),
+        ("seeds ok", "ok", "right", True),
+        ("steps to target", "to\ntarget", "right", True),
+        ("diverged (all lrs)", "diverged\n(all lrs)", "right", False),
+    ):
+        table.add_column(
+            short if narrow else wide,
+            justify=justify,  # type: ignore[arg-type]
+            no_wrap=no_wrap,
+            overflow="fold",
+        )
+    for rank, row in enumerate(rows, 1):
+        value = "—" if row.mean is None else f"{row.mean:.4g} ± {row.std:.2g}"
+        reach = "—" if row.steps_to_target is None else f"{row.steps_to_target:.0f}"
+        diverged = f"{row.diverged}/{row.runs}"
+        if row.rescued:
+            diverged += f", {row.rescued} rescued"
+        if row.errors:
+            diverged += f", {row.errors} errors"
+        table.add_row(
+            str(rank),
+            row.optimizer,
+            shown.get(row.schedule, row.schedule),
+            f"{row.lr:g}",
+            value,
+            f"{row.finished}/{row.seeds}",
+            reach,
+            diverged,
+        )
+    return table
+
+
+def _advice_grid(advice: Advice) -> Table:
+    """The advice under a task's table: the verdict, the settings tied with it, the notes."""
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True)
+    grid.add_column()
+    grid.add_row("→", Text(advice.headline, style="bold"))
+    for tie in advice.ties:
+        grid.add_row("", Text(f"≈ {tie.label}"))
+    for note in advice.notes:
+        grid.add_row("", Text(note, style="yellow"))
+    return grid
+
+
 def _print_summary(console: Console, summary: dict[str, list]) -> None:
-    """One table per task: each optimizer x schedule at its best lr, best first."""
+    """Per task: each optimizer x schedule at its best lr, best first, then what to pick.
+
+    In a narrow terminal the headers get shorter; a schedule spec that does
+    not fit beside the numbers is shown as ``S1``, ``S2``, ... with the full
+    spec listed under the table, so no spec and no number is ever cut.
+    """
+    from rich.measure import Measurement
+
+    from lrkit.bench.advice import advise
+
+    narrow = console.width < NARROW
+    unbounded = console.options.update_width(10_000)  # to measure a table's natural width
     for name, rows in summary.items():
         metric, mode, target = rows[0].metric, rows[0].mode, rows[0].target
         goal = (
@@ -379,43 +459,26 @@ def _print_summary(console: Console, summary: dict[str, list]) -> None:
             if target is None
             else f" (target {metric} {'>=' if mode == 'max' else '<='} {target:g})"
         )
-        table = Table(
-            title=f"{name}: final {metric}, {'higher' if mode == 'max' else 'lower'} "
-            f"is better{goal}",
-            title_justify="left",
-            box=box.SIMPLE_HEAD,
-        )
-        # Names and counts never wrap; the spec and the numbers may, in a narrow terminal.
-        for column, justify, no_wrap in (
-            ("#", "right", True),
-            ("optimizer", "left", True),
-            ("schedule", "left", False),
-            ("best lr", "right", True),
-            ("final mean ± std", "right", False),
-            ("ok", "right", True),
-            ("to target", "right", False),
-            ("diverged", "right", True),
-        ):
-            table.add_column(column, justify=justify, no_wrap=no_wrap)  # type: ignore[arg-type]
-        for rank, row in enumerate(rows, 1):
-            value = "—" if row.mean is None else f"{row.mean:.4g} ± {row.std:.2g}"
-            reach = "—" if row.steps_to_target is None else f"{row.steps_to_target:.0f}"
-            diverged = f"{row.diverged}/{row.runs}"
-            if row.rescued:
-                diverged += f" ({row.rescued} rescued)"
-            if row.errors:
-                diverged += f" ({row.errors} errors)"
-            table.add_row(
-                str(rank),
-                row.optimizer,
-                row.schedule,
-                f"{row.lr:g}",
-                value,
-                f"{row.finished}/{row.seeds}",
-                reach,
-                diverged,
-            )
+        title = f"{name}: final {metric}, {'higher' if mode == 'max' else 'lower'} is better{goal}"
+        specs = list(dict.fromkeys(row.schedule for row in rows))
+        shown = {spec: spec for spec in specs}
+        table = _summary_table(title, rows, shown, narrow)
+        # Too wide for the terminal: label the longest specs, one at a time, until it fits.
+        longest = sorted((s for s in specs if len(s) > len("schedule")), key=len, reverse=True)
+        while longest and Measurement.get(console, unbounded, table).maximum > console.width:
+            labelled = {spec for spec, label in shown.items() if label != spec}
+            labelled.add(longest.pop(0))
+            order = [spec for spec in specs if spec in labelled]
+            shown = {
+                spec: f"S{order.index(spec) + 1}" if spec in labelled else spec for spec in specs
+            }
+            table = _summary_table(title, rows, shown, narrow)
         console.print(table)
+        for spec, label in shown.items():
+            if label != spec:
+                console.print(Text(f"  {label} = {spec}", style="dim"), soft_wrap=True)
+        console.print(_advice_grid(advise(name, rows)))
+        console.print()
 
 
 def _write_results(
@@ -831,6 +894,45 @@ def _grid_of(results: list) -> dict:
     }
 
 
+def _same_path(a: Path, b: Path) -> bool:
+    """Whether two paths name the same file (resolved; the same inode where both exist)."""
+    import os
+
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+def _other_store(out: Path, store: Path) -> str | None:
+    """The store named by ``OUT/results.json`` when it is not ``store``, else ``None``.
+
+    ``None`` too when there is no results.json, or it names no store (not
+    one of ours to judge). A relative path recorded by an older lrkit (no
+    ``"store_resolved"``) is taken from the current folder or from OUT's
+    parent (where ``lrkit compare`` ran with its defaults).
+    """
+    try:
+        doc = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    recorded = doc.get("store") if isinstance(doc, dict) else None
+    if not isinstance(recorded, str) or not recorded:
+        return None
+    resolved = doc.get("store_resolved")
+    if isinstance(resolved, str) and resolved:
+        candidates = [Path(resolved)]
+    elif Path(recorded).is_absolute():
+        candidates = [Path(recorded)]
+    else:
+        candidates = [Path(recorded), out.parent / recorded]
+    if any(_same_path(candidate, store) for candidate in candidates):
+        return None
+    return resolved if isinstance(resolved, str) and resolved else recorded
+
+
 @app.command("report")
 def report_cmd(
     store: Annotated[
@@ -840,16 +942,29 @@ def report_cmd(
         ),
     ],
     out: Annotated[
-        Path,
-        typer.Option("--out", help="Output folder (results.json, report.html, PNG plots)."),
-    ] = DEFAULT_OUT,
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Output folder (results.json, report.html, PNG plots). "
+            "Default: the store's own folder.",
+            show_default=False,
+        ),
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Overwrite OUT's report even if another store's runs made it."
+        ),
+    ] = False,
     tensorboard: _TensorBoardOption = None,
     csv: _CsvOption = False,
 ) -> None:
     """Re-render results.json, report.html and the PNG plots from a run store.
 
     Every run in STORE is read (nothing is run); the per-task summary is
-    printed as by [bold]lrkit compare[/bold].
+    printed as by [bold]lrkit compare[/bold]. The report goes next to the
+    store unless [bold]--out[/bold] says otherwise; a report that another
+    store made is never overwritten without [bold]--force[/bold].
     """
     import sys
 
@@ -858,8 +973,15 @@ def report_cmd(
 
     if not store.is_file():
         raise _fail(f"store {str(store)!r} does not exist or is not a file")
+    out = store.parent if out is None else out
     if out.exists() and not out.is_dir():
         raise _fail(f"--out {str(out)!r} exists and is not a folder")
+    other = None if force else _other_store(out, store)
+    if other is not None:
+        raise _fail(
+            f"{str(out / 'results.json')!r} is the report of store {other!r}, not of "
+            f"{str(store)!r}; pass another --out, or --force to overwrite it"
+        )
     try:
         with RunStore(store) as run_store:
             results = run_store.results()

@@ -147,10 +147,14 @@ def write_outputs(
 ) -> Path:
     """Write ``OUT/results.json``, then the HTML report and its PNGs; return results.json's path.
 
+    results.json holds every run, and per task the summary rows and the
+    advice (what to pick, how sure: :func:`lrkit.bench.advice.advise`).
+
     Raises:
         OSError: If a file cannot be written.
     """
     import lrkit
+    from lrkit.bench.advice import advise_all
     from lrkit.bench.report import write_report
 
     results_path = out / "results.json"
@@ -159,7 +163,9 @@ def write_outputs(
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "grid": grid,
         "store": str(store_path),
+        "store_resolved": str(store_path.resolve()),
         "summary": {task: [row.to_dict() for row in rows] for task, rows in summary.items()},
+        "advice": {task: advice.to_dict() for task, advice in advise_all(summary).items()},
         "runs": [r.to_dict() for r in results],
     }
     write_json_atomic(results_path, doc)

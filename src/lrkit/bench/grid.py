@@ -39,7 +39,7 @@ import math
 import re
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from lrkit.bench.optimizers import get_optimizer
@@ -421,6 +421,7 @@ class SettingSummary:
         runs: Runs of this setting, over all its lrs.
         errors: Runs of this setting that failed with an error.
         rescued: Runs of this setting a ``guard(...)`` saved, over all its lrs.
+        lrs: The learning rates (multipliers) this setting ran, ascending.
     """
 
     task: str
@@ -439,10 +440,11 @@ class SettingSummary:
     errors: int
     rescued: int = 0
     target: float | None = None
+    lrs: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the summary as JSON-ready data."""
-        return dict(self.__dict__)
+        return {**self.__dict__, "lrs": list(self.lrs)}
 
 
 def _schedule_run(result: RunResult) -> str:
@@ -502,6 +504,7 @@ def summarize(results: Iterable[RunResult]) -> dict[str, list[SettingSummary]]:
                 errors=sum(r.status == "error" for r in all_runs),
                 rescued=sum(r.status == "rescued" for r in all_runs),
                 target=first.target,
+                lrs=sorted(by_lr),
             )
         )
     for rows in table.values():

@@ -118,26 +118,50 @@ class PlainProgress:
 
 
 class RichProgress:
-    """A rich progress bar: runs done/total, elapsed, ETA, best so far."""
+    """A rich progress bar: runs done/total, elapsed, ETA, best so far.
 
-    def __init__(self) -> None:
+    The counts and times keep their width in any terminal; the best-so-far
+    text takes what is left and is cut with "…" (or left out) when the
+    terminal is narrow.
+
+    Args:
+        console: Where the bar is drawn (default: rich's console on stdout).
+    """
+
+    def __init__(self, console: Any = None) -> None:
+        from rich.console import Console
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
+            ProgressColumn,
             TextColumn,
             TimeElapsedColumn,
             TimeRemainingColumn,
         )
         from rich.progress import Progress as Bar
+        from rich.table import Column
+        from rich.text import Text
 
+        class BestColumn(ProgressColumn):
+            """The best so far: one line, the only column that gives way."""
+
+            def render(self, task: Any) -> Text:
+                return Text(task.fields.get("best", ""), no_wrap=True, overflow="ellipsis")
+
+        def fixed(width: int = 0) -> Column:
+            # no_wrap: rich never narrows this column to make room (it would show "…").
+            return Column(no_wrap=True, min_width=width)
+
+        console = console if console is not None else Console()
         self._bar = Bar(
-            TextColumn("[bold]runs"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[best]}"),
+            TextColumn("[bold]runs", table_column=fixed()),
+            BarColumn(bar_width=40 if console.width >= 120 else 15, table_column=fixed()),
+            MofNCompleteColumn(table_column=fixed()),
+            TimeElapsedColumn(table_column=fixed(7)),
+            TextColumn("ETA", table_column=fixed()),
+            TimeRemainingColumn(table_column=fixed(7)),
+            BestColumn(table_column=Column(no_wrap=False, min_width=0)),
+            console=console,
         )
         self._task: Any = None
         self._best = _Best()

@@ -18,6 +18,10 @@ four PNGs that are also embedded in the page:
   thumb for a healthy step size. The best-settings table gives its median
   over training too.
 
+Each task's section opens with what to pick and how sure to be
+(:func:`lrkit.bench.advice.advise`: the winner, the settings within noise of
+it, and whether its best lr is the edge of the lrs tried).
+
 Diagnosis (:func:`diagnose_lrs`, pure): for one optimizer x schedule, each
 learning rate gets one verdict, relative to the best lr chosen as in
 :func:`~lrkit.bench.grid.summarize`:
@@ -55,6 +59,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lrkit.bench.advice import Advice, advise
 from lrkit.bench.grid import SettingSummary, _schedule_run, summarize
 from lrkit.bench.run import RunResult
 
@@ -491,6 +496,8 @@ tr.top td{background:#eef8ee;font-weight:600}
 .high{color:#b00020}.low{color:#1f4e9c}.note{color:#555;font-size:.9em}
 img{max-width:100%;height:auto;display:block;margin:.6em 0;border:1px solid #eee}
 code{background:#f4f4f4;padding:0 .2em}
+.advice{border-left:4px solid #2c7a2c;background:#f4faf4;padding:.3em .9em;margin:.8em 0}
+.advice p{margin:.3em 0}.advice.doubt{border-color:#b07d00;background:#fdf8ec}
 """
 
 
@@ -597,6 +604,16 @@ def _diagnosis_table(diagnoses: Sequence[Diagnosis]) -> str:
     return "\n".join(out)
 
 
+def _advice_html(advice: Advice) -> str:
+    """The advice box at the top of a task's section: the verdict, then its notes."""
+    e = html.escape
+    doubt = "" if advice.confidence in ("clear", "only") and advice.edge is None else " doubt"
+    lines = [f'<div class="advice{doubt}"><p><strong>{e(advice.verdict)}</strong></p>']
+    lines.extend(f"<p>{e(note)}</p>" for note in advice.notes)
+    lines.append("</div>")
+    return "\n".join(lines)
+
+
 def _as_results(results: Iterable[RunResult | Mapping[str, Any]]) -> list[RunResult]:
     return [r if isinstance(r, RunResult) else RunResult.from_dict(dict(r)) for r in results]
 
@@ -652,6 +669,7 @@ def write_report(
             else f" (target {metric} {'≥' if mode == 'max' else '≤'} {target:g})"
         )
         parts.append(f"<h2>{e(task)}</h2>")
+        parts.append(_advice_html(advise(task, rows)))
         parts.append(
             f"<p>Final {e(metric)}, {'higher' if mode == 'max' else 'lower'} is better"
             f"{e(goal)}.</p>"

@@ -325,3 +325,15 @@ def test_a_spec_with_its_own_lr_runs_once_at_that_lr() -> None:
     assert len(pinned) == 4  # once per optimizer and seed, not once per grid lr
     for config in pinned:
         assert config.schedule_object()(0) == 0.05
+
+
+def test_an_edited_task_file_is_imported_again_in_the_same_process(tmp_path: Path) -> None:
+    path = _write(tmp_path / "live.py", TASK_FILE)
+    first = load_task(f"{path}:shrink")
+    assert load_task(f"{path}:shrink") is first  # unchanged: imported once
+    before = RunConfig(f"{path}:shrink", "sgd", lr=0.1)
+    _write(path, TASK_FILE.replace("x = 4.0", "x = 2.0") + "\n# edited\n")
+    again = RunConfig(f"{path}:shrink", "sgd", lr=0.1)
+    assert again.task_object.source_sha256 != first.source_sha256
+    assert again.key() != before.key()
+    assert execute(again).loss[0] < execute(before).loss[0]

@@ -302,11 +302,20 @@ _LOADED: dict[str, Task] = {}
 
 
 def _import_file(path: Path) -> Any:
-    """Import a task file as a module of its own (its folder goes on sys.path)."""
+    """Import a task file as a module of its own (its folder goes on sys.path).
+
+    Imported once per process while the file is unchanged; an edited file
+    (another size or modification time) is imported again, so a long-lived
+    session (a notebook) sees the new source and its new hash. Modules the
+    file imports are Python's to cache: bump ``version=`` when they change.
+    """
     digest = hashlib.sha1(str(path).encode()).hexdigest()[:12]
     module_name = f"{_FILE_MODULE_PREFIX}{path.stem}_{digest}"
-    if module_name in sys.modules:
-        return sys.modules[module_name]
+    stat = path.stat()
+    stamp = (stat.st_mtime_ns, stat.st_size)
+    module = sys.modules.get(module_name)
+    if module is not None and getattr(module, "__lrkit_stamp__", None) == stamp:
+        return module
     folder = str(path.parent)
     if folder not in sys.path:
         sys.path.append(folder)  # `from model import Net` beside the task file works
@@ -314,6 +323,7 @@ def _import_file(path: Path) -> Any:
     if spec is None or spec.loader is None:
         raise TaskLoadError(f"task file {str(path)!r} cannot be imported (not a Python file?)")
     module = importlib.util.module_from_spec(spec)
+    module.__lrkit_stamp__ = stamp  # type: ignore[attr-defined]
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
@@ -344,7 +354,8 @@ def _is_file_ref(left: str) -> bool:
 def load_task(ref: str | Task) -> Task:
     """Return the task a reference names: a built-in name, ``file.py:name`` or ``module:name``.
 
-    A :class:`Task` is returned as it is. Loaded tasks are cached per process.
+    A :class:`Task` is returned as it is. A task file is imported again when
+    it changed since it was last imported in this process.
 
     Raises:
         TaskLoadError: The name is unknown, the file or module is missing or
@@ -363,13 +374,13 @@ def load_task(ref: str | Task) -> Task:
     if not isinstance(ref, str) or not ref.strip():
         raise TaskLoadError(f"a task must be a name or an @lrkit.task function, got {ref!r}")
     ref = ref.strip()
-    cached = _LOADED.get(ref)
-    if cached is not None:
-        return cached
     from lrkit.bench.tasks import TASKS
 
     if ref in TASKS:
         return TASKS[ref]
+    registered = _LOADED.get(ref)
+    if registered is not None:
+        return registered  # a function handed in from Python (register_task)
     if ":" not in ref:
         raise TaskLoadError(
             f"unknown task {ref!r}; built-in tasks: {', '.join(sorted(TASKS))}; "
@@ -407,9 +418,7 @@ def load_task(ref: str | Task) -> Task:
             "@lrkit.task(metric=..., steps=...)"
         )
     # The reference it was loaded by is how workers find it again.
-    loaded = obj if obj.ref == ref else _replace_ref(obj, ref)
-    _LOADED[ref] = loaded
-    return loaded
+    return obj if obj.ref == ref else _replace_ref(obj, ref)
 
 
 def register_task(obj: Task) -> None:

@@ -318,7 +318,7 @@ def _plot_sensitivity(
         ax.set_yscale("log")
     ax.set_xlabel("learning rate (multiplier for LR-free optimizers)")
     ax.set_ylabel(f"final {metric} ({'higher' if mode == 'max' else 'lower'} is better)")
-    ax.set_title(f"{task}: final {metric} vs learning rate (mean over seeds)")
+    fig.suptitle(f"{task}: final {metric} vs learning rate (mean over seeds)")
     ax.grid(True, which="major", alpha=0.3)
     _legend(ax)
     _save(fig, path)
@@ -369,7 +369,7 @@ def _plot_curves(
         ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel(f"validation {metric}")
-    ax.set_title(f"{task}: learning curves at each setting's best lr (mean over seeds)")
+    fig.suptitle(f"{task}: learning curves at each setting's best lr (mean over seeds)")
     ax.grid(True, alpha=0.3)
     _legend(ax)
     _save(fig, path)
@@ -432,7 +432,7 @@ def _plot_update_ratio(
         ax.text(0.5, 0.5, "no finished run measured a ratio", ha="center", transform=ax.transAxes)
     ax.set_xlabel("step")
     ax.set_ylabel("||Δw|| / ||w|| per update (log)")
-    ax.set_title(f"{task}: update-to-weight ratio at each setting's best lr (median over seeds)")
+    fig.suptitle(f"{task}: update-to-weight ratio at each setting's best lr (median over seeds)")
     ax.grid(True, which="major", alpha=0.3)
     _legend(ax)
     _save(fig, path)
@@ -541,7 +541,10 @@ def _best_table(
     ]
     for rank, row in enumerate(rows, 1):
         value = "—" if row.mean is None else f"{row.mean:.4g} ± {(row.std or 0.0):.2g}"
-        reach = "never" if row.steps_to_target is None else f"{row.steps_to_target:.0f}"
+        if row.steps_to_target is not None:
+            reach = f"{row.steps_to_target:.0f}"
+        else:
+            reach = "never" if row.target is not None else "— (no target)"
         rate = row.diverged / row.runs if row.runs else 0.0
         div = f"{row.diverged}/{row.runs} ({rate:.0%})"
         if row.rescued:

@@ -270,3 +270,59 @@ def test_is_auto() -> None:
         is_auto(["auto", "0.1"])
     with pytest.raises(GridError, match="'auto' cannot be combined"):
         is_auto(["auto,0.1"])
+
+
+# --------------------------------------------------------------------------
+# The range test of a user task (find-lr --task file.py:name, --lrs auto)
+# --------------------------------------------------------------------------
+
+USER_TASK = """
+import torch
+import lrkit
+
+
+@lrkit.task(metric="loss", steps=300)
+def fit(trial):
+    torch.manual_seed(trial.seed)
+    x = torch.randn(256, 8)
+    y = x @ torch.linspace(-2.0, 2.0, 8)[:, None]
+    model = torch.nn.Linear(8, 1)
+    opt = trial.optimizer(model.parameters())
+    sched = trial.scheduler(opt)
+    for step in range(trial.steps):
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        trial.log(step, loss=loss)
+    return float(loss)
+
+
+@lrkit.task(metric="loss", steps=10)
+def silent(trial):
+    return 1.0
+"""
+
+
+def test_a_user_task_is_swept_on_the_ramp_until_its_loss_diverges(tmp_path: Path) -> None:
+    from lrkit.bench.find import sweep_task
+
+    path = tmp_path / "user.py"
+    path.write_text(USER_TASK)
+    result = suggest_lr(f"{path}:fit", "sgd", num_steps=60, min_lr=1e-4, max_lr=100.0)
+    # The lrs are the exponential ramp; the sweep stopped once the loss blew up.
+    expected = 1e-4 * (1e6 ** (np.arange(60) / 59))
+    np.testing.assert_allclose(result.lrs, expected[: len(result.lrs)], rtol=1e-12)
+    assert result.stopped is not None and result.updates == len(result.losses) < 60
+    # Full-batch least squares with curvature <= 2 * max eigenvalue: it diverges past ~1.
+    assert 1e-3 < result.suggestion < 1.0
+    again = sweep_task(f"{path}:fit", "sgd", num_steps=60, min_lr=1e-4, max_lr=100.0)
+    np.testing.assert_array_equal(again.losses, result.losses)  # seeded: the same sweep
+    assert again.suggestion == result.suggestion
+    with pytest.raises(ValueError, match="must call trial.log"):
+        suggest_lr(f"{path}:silent", "sgd", num_steps=20)
+    # compare --lrs auto centres the user task's grid on it, through the cache.
+    cache = FinderCache(tmp_path / "runs.finder.json")
+    grids = auto_lrs([(f"{path}:fit", "sgd")], cache)
+    assert cache.computed == 1 and len(grids[(f"{path}:fit", "sgd")]) == 5

@@ -567,7 +567,7 @@ def test_find_lr_flags_a_low_confidence_with_its_reason(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--task", "mnist"], "--task: unknown task 'mnist'; known tasks: charlm, digits"),
+        (["--task", "mnist"], "--task: unknown task 'mnist'; built-in tasks: charlm, digits"),
         (["--task", "digits", "--optimizer", "lion"], "--optimizer: unknown optimizer 'lion'"),
         (
             ["--task", "digits", "--optimizer", "prodigy"],

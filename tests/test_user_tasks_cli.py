@@ -358,3 +358,35 @@ def test_the_docs_user_task_example_runs_as_written(tmp_path: Path) -> None:
     runs = results(tmp_path / "lrkit-report")
     assert runs and all(r["status"] == "ok" for r in runs)
     assert {r["config"]["optimizer"] for r in runs} == {"sgd", "adam"}
+
+
+def test_find_lr_takes_a_user_task_file(tmp_path: Path) -> None:
+    task = write(
+        tmp_path / "ls.py",
+        """
+        import torch
+        import lrkit
+
+        @lrkit.task(metric="loss", steps=50)
+        def least_squares(trial):
+            torch.manual_seed(trial.seed)
+            x = torch.randn(128, 4)
+            y = x.sum(dim=1, keepdim=True)
+            model = torch.nn.Linear(4, 1)
+            opt = trial.optimizer(model.parameters())
+            sched = trial.scheduler(opt)
+            for step in range(trial.steps):
+                loss = torch.nn.functional.mse_loss(model(x), y)
+                opt.zero_grad(); loss.backward(); opt.step(); sched.step()
+                trial.log(step, loss=loss)
+            return float(loss)
+        """,
+    )
+    out = tmp_path / "find"
+    done = invoke(
+        "find-lr", "--task", f"{task}:least_squares", "--optimizer", "sgd", "--out", str(out)
+    )
+    assert done.exit_code == 0, done.output
+    assert "suggestion" in done.output and "(loss diverged)" in done.output
+    doc = json.loads((out / "least_squares-sgd.json").read_text())
+    assert 1e-3 < doc["suggestion"] < 2.0 and (out / "least_squares-sgd.png").is_file()

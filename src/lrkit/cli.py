@@ -1042,7 +1042,11 @@ def find_lr_cmd(
     task: Annotated[
         str,
         typer.Option(
-            "--task", metavar="NAME", help="A built-in task (see lrkit tasks).", show_default=False
+            "--task",
+            metavar="NAME",
+            help="A built-in task (see lrkit tasks), or your own: path/to/file.py:name or "
+            "package.module:name (it must log its loss every step: trial.log(step, loss=...)).",
+            show_default=False,
         ),
     ],
     optimizer: Annotated[
@@ -1073,7 +1077,7 @@ def find_lr_cmd(
         typer.Option("--method", help="Suggestion rule: default, valley, minimum or steepest."),
     ] = "default",
 ) -> None:
-    """Run an lr range test on a built-in task and suggest a learning rate.
+    """Run an lr range test on a task (built-in or your own) and suggest a learning rate.
 
     Trains the task's model from the state a run with [bold]--seed[/bold]
     starts from, raising the lr exponentially from --min-lr to --max-lr over
@@ -1086,16 +1090,10 @@ def find_lr_cmd(
     from lrkit.bench.find import result_to_dict, suggest_lr
     from lrkit.bench.optimizers import get_optimizer
     from lrkit.bench.run import warm_up
-    from lrkit.bench.tasks import get_task
+    from lrkit.bench.trial import load_task
 
-    if ":" in task:
-        raise _fail(
-            f"--task: {task!r} is your own task; find-lr runs on built-in tasks so far. For "
-            "your model call lrkit.torch.find_lr(model, optimizer, loss_fn, train_loader) "
-            "(docs/finder.md), or use lrkit tune / lrkit compare --lrs on your task"
-        )
     try:
-        get_task(task)
+        task_name = load_task(task).name
     except ValueError as err:
         raise _fail(f"--task: {err}") from None
     try:
@@ -1144,7 +1142,7 @@ def find_lr_cmd(
     typer.echo(f"confidence  {result.confidence:.2f}{verdict}")
     typer.echo(f"reason      {result.reason}")
     typer.echo(f"cost        {result.updates} training steps in {elapsed:.1f}s{stop}")
-    stem = f"{task}-{optimizer}"
+    stem = f"{task_name}-{optimizer}"
     png, doc_path = out / f"{stem}.png", out / f"{stem}.json"
     doc = {
         "lrkit_version": lrkit.__version__,

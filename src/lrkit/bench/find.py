@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lrkit.bench.optimizers import get_optimizer
-from lrkit.bench.tasks import get_task
+from lrkit.bench.trial import load_task
 
 if TYPE_CHECKING:
     from lrkit.torch_finder import FinderResult
@@ -110,10 +110,15 @@ def suggest_lr(
     repeats: int = 1,
     method: str = "default",
 ) -> FinderResult:
-    """Run an lr range test on a built-in task, as a run of ``execute`` would train it.
+    """Run an lr range test on a task, as a run of ``execute`` would train it.
+
+    A built-in task's model, optimizer and batches go to
+    :func:`lrkit.torch.find_lr`. A user task (``file.py:name``) runs itself
+    (:func:`sweep_task`): its trial's schedule is the exponential ramp, and
+    the sweep stops once the loss it logs diverges.
 
     Args:
-        task: A name from :data:`lrkit.bench.tasks.TASKS`.
+        task: A built-in name, ``path/to/file.py:name`` or ``package.module:name``.
         optimizer: A name from :data:`lrkit.bench.optimizers.OPTIMIZERS`, not
             an LR-free one.
         seed: The run seed whose model and batch order are swept, >= 0.
@@ -143,7 +148,18 @@ def suggest_lr(
 
     spec = get_optimizer(optimizer)
     _check_optimizer(optimizer)
-    info = get_task(task)
+    info = load_task(task)
+    if not info.builtin:
+        return sweep_task(
+            info,
+            optimizer,
+            seed=seed,
+            min_lr=min_lr,
+            max_lr=max_lr,
+            num_steps=num_steps,
+            repeats=repeats,
+            method=method,
+        )
     python_state = random.getstate()
     with torch.random.fork_rng(devices=[]):
         random.seed(seed)
@@ -167,6 +183,131 @@ def suggest_lr(
             )
         finally:
             random.setstate(python_state)
+
+
+class _Ramp:
+    """The range test's lr: ``min_lr`` rising exponentially to ``max_lr`` at ``steps - 1``.
+
+    A controller-shaped object (``lr(step)``, ``observe``), so
+    :class:`lrkit.torch.Scheduler` drives an optimizer with it; calling it
+    gives the lr too, for tasks that read ``trial.schedule(step)``.
+    """
+
+    def __init__(self, min_lr: float, max_lr: float, steps: int) -> None:
+        self.min_lr, self.max_lr, self.steps = min_lr, max_lr, steps
+
+    def lr(self, step: int) -> float:
+        frac = min(step, self.steps - 1) / max(self.steps - 1, 1)
+        return float(self.min_lr * (self.max_lr / self.min_lr) ** frac)
+
+    __call__ = lr
+
+    def values(self) -> Any:
+        import numpy as np
+
+        return np.array([self.lr(t) for t in range(self.steps)])
+
+    def observe(self, metric: float, step: int) -> bool:
+        return False
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+    def __str__(self) -> str:
+        return f"range_test(min_lr={self.min_lr:g}, max_lr={self.max_lr:g}, steps={self.steps})"
+
+
+def sweep_task(
+    task: Any,
+    optimizer: str,
+    *,
+    seed: int = 0,
+    min_lr: float = 1e-7,
+    max_lr: float = 10.0,
+    num_steps: int = 100,
+    repeats: int = 1,
+    method: str = "default",
+    beta: float = 0.98,
+    diverge: float = 5.0,
+) -> FinderResult:
+    """An lr range test of a user task: the task trains on the ramp and logs its loss.
+
+    The task runs ``num_steps`` steps (its ``trial.steps``) with
+    ``trial.schedule`` rising exponentially from ``min_lr`` to ``max_lr``
+    (a torch task gets it through ``trial.scheduler``); each
+    ``trial.log(step, loss=...)`` is a point of the curve, and the run is
+    stopped (as a tuner prunes) once the smoothed loss exceeds ``diverge``
+    times its best, or goes NaN/inf. Repeat ``i`` runs seed ``seed + i``.
+
+    Raises:
+        ValueError: The task logged fewer than 2 losses (it must call
+            ``trial.log(step, loss=...)`` every step), or raised.
+    """
+    from lrkit import finder
+    from lrkit.bench.run import RunConfig, RunResult, _seed_everything
+    from lrkit.bench.trial import Pruned, Trial
+    from lrkit.controllers import Diverged
+    from lrkit.finder import FinderResult
+
+    info = load_task(task)
+    ramp = _Ramp(min_lr, max_lr, num_steps)
+    runs = []
+    updates = 0
+    for repeat in range(repeats):
+        config = RunConfig(
+            info,
+            optimizer,
+            "constant()",
+            lr=min_lr,
+            seed=seed + repeat,
+            budget=num_steps / info.steps,
+        )
+        result = RunResult(
+            key="",
+            config=config.to_dict(),
+            identity={},
+            status="ok",
+            metric=info.metric,
+            mode=info.mode,
+            target=None,
+            steps=num_steps,
+        )
+        _seed_everything(config.seed)
+        trial = Trial(config, result)
+        trial.schedule = ramp
+        trial._rule = None  # the sweep's own stop rule instead
+
+        def stop(step: int, value: float, result: RunResult = result) -> bool:
+            import numpy as np
+
+            curve = np.asarray(result.loss, dtype=float)
+            return finder.divergence_index(curve, beta=beta, diverge=diverge) is not None
+
+        trial._on_loss = stop
+        try:
+            info(trial)
+        except (Pruned, Diverged):
+            pass
+        except Exception as exc:
+            raise ValueError(
+                f"range test of task {info.name!r}: the task raised {type(exc).__name__}: {exc}"
+            ) from exc
+        losses = [v for v in result.loss[:num_steps]]
+        if len(losses) < 2:
+            raise ValueError(
+                f"range test of task {info.name!r}: it logged {len(losses)} loss(es); a task "
+                "must call trial.log(step, loss=...) at every step for the lr finder"
+            )
+        updates += len(losses)
+        import numpy as np
+
+        runs.append(np.asarray(losses, dtype=float))
+    return FinderResult.from_runs(
+        ramp.values(), runs, method=method, beta=beta, diverge=diverge, updates=updates
+    )
 
 
 def _finite(value: float) -> float | None:
@@ -260,7 +401,7 @@ class FinderCache:
     def _identity(self, task: str, optimizer: str) -> dict[str, Any]:
         return {
             "format": FINDER_FORMAT,
-            "task": get_task(task).identity(),
+            "task": load_task(task).identity(),
             "optimizer": optimizer,
             "settings": self.settings.to_dict(),
         }

@@ -483,6 +483,8 @@ class Trial:
         self._checkpoint: Any = None
         self._restore: Any = None
         self._measure = {k - 1 for k in _eval_points(self.steps) if k > 0}
+        #: Called with each logged loss; True ends the run as pruned (the lr finder's stop).
+        self._on_loss: Callable[[int, float], bool] | None = None
 
     def __repr__(self) -> str:
         return (
@@ -556,6 +558,8 @@ class Trial:
             result.steps_done = max(result.steps_done, step + 1)
             if not self._optimizers:  # no torch optimizer watched: the schedule's lr
                 result.lr.append(float(_lr_at(self.schedule, step)))
+            if self._on_loss is not None and self._on_loss(step, value):
+                raise Pruned(f"stopped at step {step}")
         for name, raw in scalars.items():
             result.scalars.setdefault(name, []).append([step, _as_float(raw, name)])
 

@@ -320,7 +320,7 @@ def test_a_user_task_is_swept_on_the_ramp_until_its_loss_diverges(tmp_path: Path
     again = sweep_task(f"{path}:fit", "sgd", num_steps=60, min_lr=1e-4, max_lr=100.0)
     np.testing.assert_array_equal(again.losses, result.losses)  # seeded: the same sweep
     assert again.suggestion == result.suggestion
-    with pytest.raises(ValueError, match="must call trial.log"):
+    with pytest.raises(ValueError, match=r"must call trial\.log"):
         suggest_lr(f"{path}:silent", "sgd", num_steps=20)
     # compare --lrs auto centres the user task's grid on it, through the cache.
     cache = FinderCache(tmp_path / "runs.finder.json")

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lrkit.bench.optimizers import get_optimizer
-from lrkit.bench.trial import load_task
+from lrkit.bench.trial import load_task, register_task
 
 if TYPE_CHECKING:
     from lrkit.torch_finder import FinderResult
@@ -253,12 +253,13 @@ def sweep_task(
     from lrkit.finder import FinderResult
 
     info = load_task(task)
+    register_task(info)  # a function handed in from Python: found by its reference
     ramp = _Ramp(min_lr, max_lr, num_steps)
     runs = []
     updates = 0
     for repeat in range(repeats):
         config = RunConfig(
-            info,
+            info.ref,
             optimizer,
             "constant()",
             lr=min_lr,

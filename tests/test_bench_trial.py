@@ -337,3 +337,24 @@ def test_an_edited_task_file_is_imported_again_in_the_same_process(tmp_path: Pat
     assert again.task_object.source_sha256 != first.source_sha256
     assert again.key() != before.key()
     assert execute(again).loss[0] < execute(before).loss[0]
+
+
+def test_compare_says_a_function_defined_in_a_function_needs_workers_0(tmp_path: Path) -> None:
+    from lrkit.bench.grid import GridError
+
+    @lrkit.task(metric="loss", steps=3)
+    def inner(trial: lrkit.Trial) -> float:
+        return 1.0
+
+    with pytest.raises(GridError, match="pass workers=0"):
+        lrkit.compare(inner, optimizers="sgd", lrs=[0.1], seeds=1, workers=2, out=tmp_path)
+    results = lrkit.compare(
+        inner,
+        optimizers="sgd",
+        lrs=[0.1],
+        seeds=1,
+        workers=0,
+        out=None,
+        store=tmp_path / "runs.sqlite",
+    )
+    assert [r.status for r in results.runs] == ["ok"] * 3  # the 3 default schedules

@@ -315,6 +315,12 @@ def compare(
         seeds=seeds,
         budget=budget,
     )
+    local = [ref for ref in grid.tasks if "<locals>" in ref]
+    if local and workers != 0 and executor is None:
+        raise GridError(
+            f"task {local[0]!r} is defined inside a function, so worker processes cannot "
+            "import it: pass workers=0, or define it at a module's top level"
+        )
     for spec, lr in pinned_specs(grid).items():
         note(f"--lrs does not apply to {spec!r}: it sets its own lr ({lr:g}), and runs at that")
     found: dict[str, Any] = {}

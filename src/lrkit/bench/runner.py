@@ -257,6 +257,15 @@ class RunnerReport:
 
 def _died(config: RunConfig, attempts: int) -> RunResult:
     """The ``error`` result of a run whose worker process died ``attempts`` times."""
+    return _error(
+        config,
+        f"WorkerDied: the worker process running it died {attempts} times "
+        "(killed, or out of memory?)",
+    )
+
+
+def _error(config: RunConfig, reason: str, trace: str | None = None) -> RunResult:
+    """An ``error`` result made by the runner (the run could not be executed)."""
     task = config.task_object
     return RunResult(
         key=config.key(),
@@ -268,9 +277,15 @@ def _died(config: RunConfig, attempts: int) -> RunResult:
         target=task.target,
         steps=config.steps,
         task=task.name,
-        reason=f"WorkerDied: the worker process running it died {attempts} times "
-        "(killed, or out of memory?)",
+        reason=reason,
+        traceback=trace,
     )
+
+
+def _trace(exc: BaseException) -> str:
+    import traceback
+
+    return "".join(traceback.format_exception(exc))
 
 
 def run_grid(
@@ -374,6 +389,9 @@ def _drive(
                 data = future.result()
             except (BrokenProcessPool, cf.BrokenExecutor):
                 broken.append(config)
+                continue
+            except Exception as exc:  # the worker could not even start the run
+                store_result(_error(config, f"{type(exc).__name__}: {exc}", _trace(exc)))
                 continue
             store_result(RunResult.from_dict(data))
         if not broken:

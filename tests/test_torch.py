@@ -1138,3 +1138,65 @@ def test_nested_composites_match_torch(build) -> None:
         for order in ("a", "b"):
             straight, again = resumed(case, L, kind, [0.1, 0.4], at=7, order=order)
             assert again == straight
+
+
+# --------------------------------------------------------------------------
+# The driver in a real training loop: total_steps, fractions, warnings, repr
+# --------------------------------------------------------------------------
+
+
+def test_total_steps_fills_a_spec_from_the_run_and_the_optimizer() -> None:
+    import warnings as _warnings
+
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=0.1)
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("error")  # nothing to say: the spec takes the optimizer's lr
+        sched = L.Scheduler(opt, "warmup(cosine(), steps=0.05)", total_steps=1000)
+    expected = lrkit.warmup(lrkit.cosine(lr=0.1, steps=950), steps=50)
+    assert sched._schedules[0] == expected
+    lrs = []
+    for _ in range(1000):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    np.testing.assert_allclose(lrs, expected.values(1000), rtol=1e-12)
+    assert "warmup(cosine(lr=0.1, steps=950), steps=50)" in repr(sched)
+
+
+def test_a_missing_steps_error_points_at_total_steps() -> None:
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    with pytest.raises(ValueError, match=r"total_steps=N"):
+        L.Scheduler(opt, "warmup(cosine(), steps=16)")
+    with pytest.raises(ValueError, match="is a fraction of the total"):
+        lrkit.parse("warmup(cosine(lr=0.1, steps=90), steps=0.1)")
+    with pytest.raises(ValueError, match="total_steps must be an integer >= 1"):
+        L.Scheduler(opt, "cosine()", total_steps=0)
+
+
+def test_stepping_past_the_end_warns_once() -> None:
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    sched = L.Scheduler(opt, "cosine(lr=0.1, steps=10)")
+    with pytest.warns(UserWarning, match=r"step 11 is past the end of cosine") as caught:
+        for _ in range(320):  # the classic per-epoch plan stepped per batch
+            opt.step()
+            sched.step()
+    assert len([w for w in caught if "past the end" in str(w.message)]) == 1
+    assert opt.param_groups[0]["lr"] == 0.0
+
+
+def test_a_spec_lr_unlike_the_optimizers_warns_once() -> None:
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    with pytest.warns(UserWarning, match=r"schedule's lr is 0.001 .* built with lr 0.1"):
+        L.Scheduler(opt, "cosine(lr=1e-3, steps=100)")
+
+
+def test_finder_result_prints_its_suggestion_not_arrays() -> None:
+    from lrkit.finder import FinderResult
+
+    lrs = np.logspace(-5, 0, 60)
+    losses = 1.0 / (1.0 + 100 * lrs) + np.where(lrs > 0.3, 50 * (lrs - 0.3), 0.0)
+    text = repr(
+        FinderResult.from_runs(lrs, [losses], method="default", beta=0.9, diverge=5.0, updates=60)
+    )
+    assert text.startswith("FinderResult(suggestion=") and "array" not in text and len(text) < 200

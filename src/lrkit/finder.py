@@ -844,6 +844,14 @@ class FinderResult:
     runs: tuple[np.ndarray, ...] = field(default=())
     run_suggestions: tuple[float, ...] = field(default=())
 
+    def __repr__(self) -> str:
+        low, high = self.interval
+        return (
+            f"FinderResult(suggestion={self.suggestion:.3g}, interval=({low:.2g}, {high:.2g}), "
+            f"confidence={self.confidence:.2f}, method={self.method!r}, "
+            f"points={len(self.lrs)}, updates={self.updates})"
+        )
+
     @classmethod
     def from_runs(
         cls,

@@ -727,6 +727,13 @@ def _check_call(
 _NOTHING = object()
 
 
+def _warmup_steps(value: Any, budget: int) -> Any:
+    """A warmup's ``steps``: a float in (0, 1) is that fraction of ``budget`` (at least 1 step)."""
+    if type(value) is float and 0 < value < 1:
+        return max(1, round(value * budget))
+    return value
+
+
 def _fill_value(name: str, param: str, fill: Mapping[str, Any]) -> Any:
     """The fill value for ``param`` of factory ``name``, or ``_NOTHING``."""
     if param in fill:
@@ -811,10 +818,34 @@ class _Evaluator:
         if name != "warmup" or budget is None or given is None:
             return self.fill
         node = given.value if isinstance(given, ast.keyword) else given
-        warm = self.value(node)
+        warm = _warmup_steps(self.value(node), budget)
         if type(warm) in (int, float) and 0 < warm < budget:
             return {**self.fill, "steps": budget - warm}
         return self.fill
+
+    def _resolve_fraction(
+        self, node: ast.Call, positional: Any, args: list[Any], kwargs: dict[str, Any]
+    ) -> None:
+        """``warmup(..., steps=0.05)``: a fraction of the total, made a count from the fill."""
+        index = list(positional).index("steps") if "steps" in positional else None
+        if index is not None and index < len(args):
+            value, put = args[index], lambda v: args.__setitem__(index, v)
+        elif "steps" in kwargs:
+            value, put = kwargs["steps"], lambda v: kwargs.__setitem__("steps", v)
+        else:
+            return
+        if type(value) is not float or not 0 < value < 1:
+            return
+        budget = self.fill.get("steps")
+        if budget is None:
+            raise self.source.node_error(
+                node,
+                "warmup(...) needs the total",
+                f": steps={value!r} is a fraction of the total number of steps, which is not "
+                "known here; give it (Scheduler(optimizer, spec, total_steps=N), or "
+                "parse(spec, steps=N)), or write the warmup's steps as a count",
+            )
+        put(_warmup_steps(value, budget))
 
     def call(self, node: ast.Call) -> Any:
         name = node.func.id if isinstance(node.func, ast.Name) else ""
@@ -831,6 +862,8 @@ class _Evaluator:
             kwargs = {kw.arg: self.value(kw.value) for kw in node.keywords if kw.arg}
         finally:
             self.fill = outer_fill
+        if name == "warmup":
+            self._resolve_fraction(node, sig.positional, args, kwargs)
         filled = []
         for param in sig.required:
             if param in where:

@@ -1844,12 +1844,22 @@ class ReduceLROnPlateau(_TorchReduceLROnPlateau):
 # ---------------------------------------------------------------------------
 
 
-def _resolve(name: str, value: Any) -> Any:
-    """An lrkit schedule, a spec string (parsed), or a controller (``lr`` + ``observe``)."""
+def _resolve(name: str, value: Any, fill: Mapping[str, Any] | None = None) -> Any:
+    """An lrkit schedule, a spec string (parsed, ``fill`` filling what it leaves out), or a
+    controller (``lr`` + ``observe``)."""
     if isinstance(value, str):
         import lrkit
 
-        return lrkit.parse(value)
+        try:
+            return lrkit.parse(value, **(fill or {}))
+        except ValueError as err:
+            if "missing required argument" in str(err) and "steps" not in (fill or {}):
+                raise ValueError(
+                    f"{err}\nScheduler: give the run's length to fill a missing steps: "
+                    "Scheduler(optimizer, spec, total_steps=N) (N = epochs x batches per epoch "
+                    "when you step per batch)"
+                ) from None
+            raise
     if isinstance(value, _core.Schedule):
         return value
     if callable(getattr(value, "lr", None)) and callable(getattr(value, "observe", None)):
@@ -1864,15 +1874,18 @@ def _group_names(optimizer: Optimizer) -> list[Any]:
     return [g.get("name") for g in optimizer.param_groups]
 
 
-def _per_group_schedules(name: str, optimizer: Optimizer, value: Any) -> list[Any] | None:
+def _per_group_schedules(
+    name: str, optimizer: Optimizer, value: Any, fills: list[dict[str, Any]] | None = None
+) -> list[Any] | None:
     """A list with one schedule per group (list, or dict by group name); None for one shared."""
     n = len(optimizer.param_groups)
+    fills = fills if fills is not None else [{}] * n
     if isinstance(value, (list, tuple)):
         if len(value) != n:
             raise ValueError(
                 f"Scheduler: {name} must have one schedule per param group ({n}), got {len(value)}"
             )
-        return [_resolve(f"{name}[{i}]", v) for i, v in enumerate(value)]
+        return [_resolve(f"{name}[{i}]", v, fills[i]) for i, v in enumerate(value)]
     if isinstance(value, Mapping):
         names = _group_names(optimizer)
         if any(g is None for g in names):
@@ -1888,8 +1901,41 @@ def _per_group_schedules(name: str, optimizer: Optimizer, value: Any) -> list[An
                 f"Scheduler: {name} must have one entry per param group name {names}; "
                 f"unknown: {unknown}, missing: {absent}"
             )
-        return [_resolve(f"{name}[{g!r}]", value[g]) for g in names]
+        return [_resolve(f"{name}[{g!r}]", value[g], fills[i]) for i, g in enumerate(names)]
     return None
+
+
+def _plan_of(schedule: Any) -> Any:
+    """The lrkit schedule under a controller (a Plateau's, a guard's), or the schedule itself."""
+    while not isinstance(schedule, _core.Schedule):
+        inner = getattr(schedule, "schedule", None)
+        if inner is None:
+            return None
+        schedule = inner
+    return schedule
+
+
+def _peak(schedule: Any) -> float | None:
+    """The highest lr of a schedule's plan (over its length, or its first 10,000 steps)."""
+    plan = _plan_of(schedule)
+    if plan is None:
+        return None
+    n = plan.length + 1 if plan.length is not None else 10_000  # the end value included
+    return float(plan.values(min(n, 100_000)).max())
+
+
+def _warn_lr_differs(schedule: Any, optimizer_lr: float) -> None:
+    """Say once when the schedule's lr is not the lr the optimizer was built with."""
+    peak = _peak(schedule)
+    if peak is None or optimizer_lr == 0 or math.isclose(peak, optimizer_lr, rel_tol=1e-6):
+        return
+    warnings.warn(
+        f"Scheduler: the schedule's lr is {peak:g} (its peak), but param group 0 was built "
+        f"with lr {optimizer_lr:g}; the schedule's lr is the one used (leave lr out of the "
+        "spec to take the optimizer's)",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def _value_at(schedule: Any, step: int) -> float:
@@ -2108,6 +2154,7 @@ class Scheduler(LRScheduler):
         model: torch.nn.Module | None = None,
         snapshot_every: int = 100,
         snapshot_dir: Any = None,
+        total_steps: int | None = None,
     ) -> None:
         self.optimizer = _check_optimizer("Scheduler", optimizer)
         groups = optimizer.param_groups
@@ -2115,10 +2162,21 @@ class Scheduler(LRScheduler):
         for group in groups:
             group.setdefault("initial_lr", _as_float(group["lr"]))
         self.base_lrs = [float(_as_float(g["initial_lr"])) for g in groups]
-        per_group = _per_group_schedules("schedule", optimizer, schedule)
+        if total_steps is not None and (
+            isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1
+        ):
+            raise ValueError(f"Scheduler: total_steps must be an integer >= 1, got {total_steps!r}")
+        fills = [
+            {"lr": lr, **({} if total_steps is None else {"steps": total_steps})}
+            for lr in self.base_lrs
+        ]
+        per_group = _per_group_schedules("schedule", optimizer, schedule, fills)
         self._schedules: list[Any] = (
-            per_group if per_group is not None else [_resolve("schedule", schedule)]
+            per_group if per_group is not None else [_resolve("schedule", schedule, fills[0])]
         )
+        self._end_warned = False
+        if per_group is None:
+            _warn_lr_differs(self._schedules[0], self.base_lrs[0])
         if per_group is None:
             first = self.base_lrs[0]
             if first == 0 and n > 1:
@@ -2320,6 +2378,33 @@ class Scheduler(LRScheduler):
         self._step_count += 1
         self.last_epoch += 1
         self._apply()
+        if not self._end_warned:
+            self._warn_past_end()
+
+    def _warn_past_end(self) -> None:
+        """Say once when the step passes the end of a schedule that ends (its lr then stays)."""
+        for s in self._schedules:
+            plan = _plan_of(s)
+            end = None if plan is None else plan.length
+            if end is not None and self.last_epoch > end:
+                self._end_warned = True
+                warnings.warn(
+                    f"Scheduler: step {self.last_epoch} is past the end of {plan} (it ends at "
+                    f"step {end}); the lr stays at its last value {_value_at(s, end):g}. "
+                    "Stepping per batch a plan made per epoch? Give the schedule the number of "
+                    "steps you take: Scheduler(optimizer, spec, total_steps=epochs * "
+                    "len(loader))",
+                    UserWarning,
+                    stacklevel=3,
+                )
+                return
+
+    def __repr__(self) -> str:
+        plans = ", ".join(f"'{s}'" for s in self._schedules)
+        return (
+            f"Scheduler({type(self.optimizer).__name__}, {plans}, step={self.last_epoch}, "
+            f"lr={[float(f'{x:.6g}') for x in self._last_lr]})"
+        )
 
     def observe(self, metric: SupportsFloat) -> None:
         """Hand ``metric`` to the Plateau/Adaptive controllers at the current step.

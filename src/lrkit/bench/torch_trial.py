@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -89,6 +90,9 @@ class TrialScheduler(Scheduler):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._logged_loss: float | None = None
+        # A spec shorter than the run holds its end value: the report's lr plot shows it,
+        # a warning from each worker would only scroll the progress away.
+        self._end_warned = True
 
     def step(  # type: ignore[override]
         self, metric: Any = None, *, loss: Any = None
@@ -123,4 +127,7 @@ def make_scheduler(
             f"trial.scheduler: the schedule {trial.schedule} has a guard, which rolls the "
             "model back: call trial.scheduler(optimizer, model=model)"
         )
-    return TrialScheduler(optimizer, trial.schedule, model=model if guarded else None, **kwargs)
+    with warnings.catch_warnings():
+        # The trial built the optimizer at the run's lr: the schedule is the truth here.
+        warnings.filterwarnings("ignore", message="Scheduler: the schedule's lr is")
+        return TrialScheduler(optimizer, trial.schedule, model=model if guarded else None, **kwargs)

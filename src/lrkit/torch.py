@@ -379,13 +379,23 @@ class _DropIn(LRScheduler, metaclass=abc.ABCMeta):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` and write its lrs (and momentum) into the optimizer.
 
-        A state saved by torch's class of the same name is accepted too: its
-        ``_last_lr`` becomes this scheduler's own values.
+        A state saved by torch's class of the same name is accepted too (a
+        checkpoint migrates with one import). The rule: torch's fields that
+        lrkit keeps under the same name (``last_epoch``, ``_step_count``,
+        ``base_lrs``, ``_last_lr``, the arguments, ``T_cur`` / ``T_i``, ...)
+        are taken as they are, and ``_last_lr`` becomes this scheduler's own
+        values, from which it continues with torch's update rule (as torch
+        continues from ``group["lr"]``, which equals it); class-specific fields
+        are translated by ``_load_extra`` (e.g. OneCycleLR's phases); what
+        torch does not save (values it keeps in the param groups) stays as
+        this scheduler's constructor computed it from the same arguments; keys
+        this scheduler does not keep (torch's bookkeeping such as
+        ``_is_initial``) are dropped.
         """
         state = dict(state_dict)
         self._load_extra(state)
-        for key in self._not_state:
-            state.pop(key, None)
+        for key in [k for k in state if k in self._not_state or k not in self.__dict__]:
+            del state[key]
         n = len(self.optimizer.param_groups)
         last = state.get("_last_lr")
         if last is None or len(last) != n:
@@ -914,6 +924,15 @@ def _momentum_groups(name: str, optimizer: Optimizer) -> bool:
     return "betas" in defaults
 
 
+def _check_cycle_momentum(name: str, ours: bool, state: Mapping[str, Any]) -> None:
+    saved = state.get("cycle_momentum", ours)
+    if bool(saved) != bool(ours):
+        raise ValueError(
+            f"{name}: the state was saved with cycle_momentum={saved!r}, this scheduler has "
+            f"cycle_momentum={ours!r}; build it with the same arguments as the saved one"
+        )
+
+
 class CyclicLR(_DropIn):
     """torch's CyclicLR (Smith 2017), with momentum / beta1 cycling and custom scale_fn.
 
@@ -1069,6 +1088,7 @@ class CyclicLR(_DropIn):
         return out
 
     def _load_extra(self, state: dict[str, Any]) -> None:
+        _check_cycle_momentum("CyclicLR", self.cycle_momentum, state)
         saved = state.pop("_scale_fn_custom", None)
         state.pop("_scale_fn_ref", None)
         if saved is not None and self._scale_fn_custom is not None:
@@ -1274,10 +1294,28 @@ class OneCycleLR(_DropIn):
         super().step(epoch)
 
     def _load_extra(self, state: dict[str, Any]) -> None:
-        if "_initial_lrs" not in state:  # a torch state: it keeps these in the groups
+        _check_cycle_momentum("OneCycleLR", self.cycle_momentum, state)
+        if "_initial_lrs" in state:  # lrkit's own state
+            return
+        # torch's state: its phases give the phase ends (and three_phase), its
+        # _anneal_func_type the strategy; its base_lrs are the groups'
+        # initial_lr (max_lr / div_factor). torch keeps max_lr, min_lr and the
+        # momentum bounds in the param groups, not in its state: those stay as
+        # this scheduler's constructor computed them from the same arguments.
+        phases = state.pop("_schedule_phases", None)
+        if phases is not None:
+            state["_ends"] = [_as_float(p["end_step"]) for p in phases]
+            state["three_phase"] = len(phases) == 3
+        strategy = state.pop("_anneal_func_type", None)
+        if strategy is not None:
+            state["anneal_strategy"] = strategy
+        if "base_lrs" in state:
+            state["_initial_lrs"] = [float(_as_float(v)) for v in state["base_lrs"]]
+        n = len(self.max_lrs)
+        if len(state.get("_initial_lrs", self._initial_lrs)) != n:
             raise ValueError(
-                "OneCycleLR: this state has no '_initial_lrs'; it was not saved by "
-                "lrkit.torch.OneCycleLR"
+                f"OneCycleLR: the state is for {len(state['_initial_lrs'])} param groups, "
+                f"this scheduler has {n}"
             )
 
 
@@ -1455,9 +1493,16 @@ class _Composite(LRScheduler):
         return out
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict` (children too) and write the lrs into the optimizer."""
+        """Restore :meth:`state_dict` (children too) and write the lrs into the optimizer.
+
+        torch's SequentialLR / ChainedScheduler states load too: their children's
+        states go to the children (lrkit drop-ins, which accept torch's states),
+        and keys this composite does not keep are dropped (see _DropIn.load_state_dict).
+        """
         state = dict(state_dict)
         children = state.pop("_schedulers")
+        for key in [k for k in state if k == "optimizer" or k not in self.__dict__]:
+            del state[key]
         if len(children) != len(self._schedulers):
             raise ValueError(
                 f"{type(self).__name__}: the state has {len(children)} schedulers, "

@@ -14,6 +14,7 @@ import math
 import pickle
 import subprocess
 import sys
+import types
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -1200,3 +1201,71 @@ def test_finder_result_prints_its_suggestion_not_arrays() -> None:
         FinderResult.from_runs(lrs, [losses], method="default", beta=0.9, diverge=5.0, updates=60)
     )
     assert text.startswith("FinderResult(suggestion=") and "array" not in text and len(text) < 200
+
+
+# --------------------------------------------------------------------------
+# Warnings and errors in torch's words (torch's own scheduler tests match them)
+# --------------------------------------------------------------------------
+
+
+def _two_group_sgd() -> torch.optim.SGD:
+    a, b = torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))
+    return torch.optim.SGD([{"params": [a]}, {"params": [b], "lr": 0.5}], lr=0.05)
+
+
+def test_step_epoch_warns_with_torchs_own_text() -> None:
+    from torch.optim.lr_scheduler import EPOCH_DEPRECATION_WARNING
+
+    for make in (
+        lambda o: L.StepLR(o, 2),
+        lambda o: L.ExponentialLR(o, gamma=0.9),
+        lambda o: L.ReduceLROnPlateau(o),
+    ):
+        opt = _two_group_sgd()
+        sched = make(opt)
+        opt.step()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if isinstance(sched, L.ReduceLROnPlateau):
+                sched.step(1.0, 2)
+            else:
+                sched.step(2)
+        assert [str(w.message) for w in caught] == [EPOCH_DEPRECATION_WARNING]
+
+
+def _wrap_step(opt: torch.optim.Optimizer) -> None:
+    """Replace ``opt.step`` by a wrapper that calls the original, as user code does."""
+    old_step = opt.step
+
+    def new_step(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return old_step(*args, **kwargs)
+
+    opt.step = types.MethodType(new_step, opt)  # type: ignore[method-assign]
+
+
+def test_order_warnings_point_at_torchs_page_and_notice_a_replaced_step() -> None:
+    opt = _two_group_sgd()
+    sched = L.StepLR(opt, gamma=0.1, step_size=3)
+    with pytest.warns(UserWarning, match="how-to-adjust-learning-rate"):
+        sched.step()  # before optimizer.step()
+    opt = _two_group_sgd()
+    sched = L.StepLR(opt, gamma=0.1, step_size=3)
+    _wrap_step(opt)  # replaced after the scheduler was built
+    opt.step()
+    with pytest.warns(UserWarning, match=r"`optimizer.step\(\)` has been overridden"):
+        sched.step()
+    opt = _two_group_sgd()  # replaced before: nothing to say
+    _wrap_step(opt)
+    sched = L.StepLR(opt, gamma=0.1, step_size=3)
+    opt.step()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sched.step()
+
+
+def test_errors_start_with_torchs_words() -> None:
+    opt = _two_group_sgd()
+    with pytest.raises(KeyError, match=r"param 'initial_lr' is not specified in param_groups\[0\]"):
+        L.StepLR(opt, step_size=3, last_epoch=1)
+    with pytest.raises(TypeError, match="lr_lambda should be a function"):
+        L.MultiplicativeLR(opt, lr_lambda=0.95)  # type: ignore[arg-type]

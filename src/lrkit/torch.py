@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, SupportsFloat
 
 import torch
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import LRScheduler
+from torch.optim.lr_scheduler import EPOCH_DEPRECATION_WARNING, LRScheduler
 from torch.optim.lr_scheduler import ReduceLROnPlateau as _TorchReduceLROnPlateau
 
 from lrkit import schedules as _core
@@ -121,10 +121,16 @@ def _mark_stepped(optimizer: Optimizer, args: Any, kwargs: Any) -> None:
 
 
 def _watch(optimizer: Optimizer) -> None:
-    """Register (once per optimizer) the hook behind the 'step order' warning."""
+    """Register (once per optimizer) the hook behind the 'step order' warning.
+
+    Also note the optimizer's own ``step`` attribute then, so that a ``step``
+    replaced afterwards (a wrapper that may never call the hooks) is said once,
+    as torch says it.
+    """
     if not getattr(optimizer, "_lrkit_watched", False):
         optimizer.register_step_post_hook(_mark_stepped)
         optimizer._lrkit_watched = True  # type: ignore[attr-defined]
+        optimizer._lrkit_step_attr = optimizer.__dict__.get("step")  # type: ignore[attr-defined]
 
 
 def _optimizer_stepped(optimizer: Optimizer) -> bool:
@@ -151,20 +157,37 @@ def _stepped_out_of_order(optimizer: Optimizer) -> bool:
     return True
 
 
+#: Where torch explains the order of optimizer.step() and scheduler.step(); its
+#: warnings end with it, and users (and torch's tests) look for it.
+_ORDER_DOCS = "https://pytorch.org/docs/stable/optim.html#how-to-adjust-learning-rate"
+
+
 def _warn_order(scheduler: Any) -> None:
-    warnings.warn(
-        f"{type(scheduler).__name__}.step() was called before optimizer.step(). Call "
-        "optimizer.step() first and scheduler.step() after it; in this order the "
-        "schedule's first value (step 0) is never used for an update.",
-        UserWarning,
-        stacklevel=3,
-    )
+    optimizer = scheduler.optimizer
+    replaced = optimizer.__dict__.get("step") is not getattr(optimizer, "_lrkit_step_attr", None)
+    if replaced:
+        message = (
+            "`optimizer.step()` has been overridden after the learning rate scheduler "
+            f"({type(scheduler).__name__}) was built: make sure the new step still runs, and "
+            f"before `lr_scheduler.step()`. See {_ORDER_DOCS}"
+        )
+    else:
+        message = (
+            f"{type(scheduler).__name__}.step() was called before optimizer.step(). Call "
+            "optimizer.step() first and scheduler.step() after it; in this order the "
+            f"schedule's first value (step 0) is never used for an update. See {_ORDER_DOCS}"
+        )
+    warnings.warn(message, UserWarning, stacklevel=3)
 
 
-_EPOCH_WARNING = (
-    "{name}.step(epoch) is deprecated in torch and kept for compatibility: it jumps to "
-    "'epoch' using torch's closed form where one exists. Call step() without arguments."
-)
+def _stepped_out_of_order_or_replaced(optimizer: Optimizer) -> bool:
+    """The first scheduler step's check: out of order, or ``optimizer.step`` replaced since."""
+    replaced = optimizer.__dict__.get("step") is not getattr(optimizer, "_lrkit_step_attr", None)
+    return replaced or _stepped_out_of_order(optimizer)
+
+
+#: torch's own text for ``scheduler.step(epoch)`` (the drop-ins say exactly what torch says).
+_EPOCH_WARNING = EPOCH_DEPRECATION_WARNING
 
 
 def _plain_lambda_state(fns: Sequence[Any]) -> list[dict[str, Any] | None]:
@@ -227,10 +250,12 @@ class _DropIn(LRScheduler, metaclass=abc.ABCMeta):
         else:
             for i, group in enumerate(groups):
                 if "initial_lr" not in group:
+                    # torch's words first (code that matches them keeps working), then ours
                     raise KeyError(
-                        f"{name}: last_epoch={last_epoch} resumes a run, but param_groups[{i}] "
-                        "has no 'initial_lr'; load the optimizer's state first, or pass "
-                        "last_epoch=-1 and load the scheduler's state_dict() instead"
+                        f"param 'initial_lr' is not specified in param_groups[{i}] when resuming "
+                        f"scheduler with last_epoch >= 0 ({name}: last_epoch={last_epoch}; load "
+                        "the optimizer's state first, or pass last_epoch=-1 and load the "
+                        "scheduler's state_dict() instead)"
                     )
         self.base_lrs: list[float] = [float(_as_float(g["initial_lr"])) for g in groups]  # type: ignore[assignment]  # torch types lrs as float | Tensor; lrkit's are floats
         self.last_epoch = last_epoch
@@ -330,7 +355,7 @@ class _DropIn(LRScheduler, metaclass=abc.ABCMeta):
                 _set(group, "momentum", m)
 
     def _check_order(self) -> None:
-        if self._step_count == 1 and _stepped_out_of_order(self.optimizer):
+        if self._step_count == 1 and _stepped_out_of_order_or_replaced(self.optimizer):
             _warn_order(self)
 
     # -- public API -----------------------------------------------------------
@@ -342,12 +367,11 @@ class _DropIn(LRScheduler, metaclass=abc.ABCMeta):
             epoch: deprecated in torch; jumps to ``epoch`` with torch's closed
                 form where it has one (a warning says so).
         """
-        if self._step_count == 1 and _stepped_out_of_order(self.optimizer):
+        if self._step_count == 1 and _stepped_out_of_order_or_replaced(self.optimizer):
             _warn_order(self)
         self._step_count += 1
         if epoch is not None:
-            message = _EPOCH_WARNING.format(name=type(self).__name__)
-            warnings.warn(message, UserWarning, stacklevel=2)
+            warnings.warn(_EPOCH_WARNING, UserWarning, stacklevel=2)
             self._jump(epoch, self._last_lr)
             self._write()
             return
@@ -439,7 +463,10 @@ def _lambdas(name: str, optimizer: Optimizer, lr_lambda: Any) -> list[Callable[[
         fns = [lr_lambda] * n
     for fn in fns:
         if not callable(fn):
-            raise TypeError(f"{name}: lr_lambda must be callable, got {type(fn).__name__}")
+            raise TypeError(
+                f"lr_lambda should be a function, but got {type(fn).__name__} ({name}: "
+                "lr_lambda must be callable, one for all groups or one per group)"
+            )
     return fns
 
 
@@ -1479,7 +1506,7 @@ class _Composite(LRScheduler):
                 group["lr"] = lr
 
     def _check_order(self) -> None:
-        if self._step_count == 0 and _stepped_out_of_order(self.optimizer):
+        if self._step_count == 0 and _stepped_out_of_order_or_replaced(self.optimizer):
             _warn_order(self)
 
     def state_dict(self) -> dict[str, Any]:
@@ -1781,16 +1808,14 @@ class ReduceLROnPlateau(_TorchReduceLROnPlateau):
 
     def step(self, metrics: SupportsFloat, epoch: int | None = None) -> None:  # type: ignore[override]
         """Observe ``metrics`` and cut the lrs when the plateau rules say so."""
-        if self._step_count == 0 and _stepped_out_of_order(self.optimizer):
+        if self._step_count == 0 and _stepped_out_of_order_or_replaced(self.optimizer):
             _warn_order(self)
         self._step_count += 1
         current = float(metrics)
         if epoch is None:
             epoch = self.last_epoch + 1
         else:
-            warnings.warn(
-                _EPOCH_WARNING.format(name="ReduceLROnPlateau"), UserWarning, stacklevel=2
-            )
+            warnings.warn(_EPOCH_WARNING, UserWarning, stacklevel=2)
         self.last_epoch = epoch
         if self._detector.observe(current):
             self._cut()
@@ -2407,7 +2432,7 @@ class Scheduler(LRScheduler):
         Raises:
             lrkit.Diverged: the guard found more than ``max_rollbacks`` divergences.
         """
-        if self._step_count == 1 and _stepped_out_of_order(self.optimizer):
+        if self._step_count == 1 and _stepped_out_of_order_or_replaced(self.optimizer):
             _warn_order(self)
         t = self.last_epoch
         rolled_back = False

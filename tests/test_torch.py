@@ -1269,3 +1269,23 @@ def test_errors_start_with_torchs_words() -> None:
         L.StepLR(opt, step_size=3, last_epoch=1)
     with pytest.raises(TypeError, match="lr_lambda should be a function"):
         L.MultiplicativeLR(opt, lr_lambda=0.95)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "name", ["StepLR", "ExponentialLR", "ConstantLR", "LinearLR", "PolynomialLR"]
+)
+def test_a_tensor_lr_is_copied_into_initial_lr_never_aliased(name: str) -> None:
+    """As torch: ``initial_lr`` is the tensor lr's own copy; changing the lr leaves it alone."""
+    lr = torch.as_tensor(0.1)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.randn(1))], lr=lr)
+    kwargs = {"StepLR": {"step_size": 2}, "ExponentialLR": {"gamma": 0.9}}.get(name, {})
+    sched = getattr(L, name)(opt, **kwargs)
+    group = opt.param_groups[0]
+    assert isinstance(group["initial_lr"], torch.Tensor) and group["initial_lr"] is not lr
+    for _ in range(2):
+        opt.step()
+        sched.step()
+        lr.mul_(0.1)
+        assert float(group["initial_lr"]) == pytest.approx(0.1)
+        assert sched.base_lrs == [pytest.approx(0.1)]
+        assert sched.base_lrs[0] is not group["initial_lr"]

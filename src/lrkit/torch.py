@@ -246,7 +246,9 @@ class _DropIn(LRScheduler, metaclass=abc.ABCMeta):
         groups = optimizer.param_groups
         if last_epoch == -1:
             for group in groups:
-                group.setdefault("initial_lr", _as_float(group["lr"]))
+                lr = group["lr"]
+                # as torch: a tensor lr is kept as its own copy, never aliased
+                group.setdefault("initial_lr", lr.clone() if isinstance(lr, torch.Tensor) else lr)
         else:
             for i, group in enumerate(groups):
                 if "initial_lr" not in group:

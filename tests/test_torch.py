@@ -1289,3 +1289,37 @@ def test_a_tensor_lr_is_copied_into_initial_lr_never_aliased(name: str) -> None:
         assert float(group["initial_lr"]) == pytest.approx(0.1)
         assert sched.base_lrs == [pytest.approx(0.1)]
         assert sched.base_lrs[0] is not group["initial_lr"]
+
+
+@pytest.mark.parametrize("min_lr", [0.0, [1e-5, 1e-4]])
+def test_reduce_lr_on_plateau_goes_on_after_add_param_group(min_lr: Any) -> None:
+    """Unfreezing layers mid-run: the new group is cut from its own lr, as torch does."""
+    pairs = []
+    for make in (torch.optim.lr_scheduler.ReduceLROnPlateau, L.ReduceLROnPlateau):
+        opt = _two_group_sgd()
+        sched = make(opt, patience=1, factor=0.5, min_lr=min_lr)
+        lrs = []
+        for epoch, metric in enumerate([1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]):
+            if epoch == 2:
+                opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(2))], "lr": 0.2})
+                if isinstance(min_lr, list):
+                    sched.min_lrs.append(1e-6)
+            opt.step()
+            sched.step(metric)
+            lrs.append([float(g["lr"]) for g in opt.param_groups])
+        pairs.append(lrs)
+    assert pairs[0] == pairs[1]
+    assert pairs[1][-1][2] < 0.2  # the added group was cut too
+
+
+def test_reduce_lr_on_plateau_with_per_group_min_lrs_says_what_to_do_after_add_param_group() -> (
+    None
+):
+    opt = _two_group_sgd()
+    sched = L.ReduceLROnPlateau(opt, patience=0, min_lr=[1e-5, 1e-4])
+    opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(2))], "lr": 0.05})
+    opt.step()
+    sched.step(1.0)
+    with pytest.raises(RuntimeError, match=r"The number of param groups in the `optimizer` \(3\)"):
+        opt.step()
+        sched.step(1.3)

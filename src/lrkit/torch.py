@@ -1824,13 +1824,19 @@ class ReduceLROnPlateau(_TorchReduceLROnPlateau):
         self._write()
 
     def _cut(self) -> None:
-        n = len(self.optimizer.param_groups)
-        if len(self._last_lr) != n:
-            raise RuntimeError(
-                f"ReduceLROnPlateau: the optimizer now has {n} param groups, but this "
-                f"scheduler was built for {len(self._last_lr)}; build a new scheduler after "
-                "add_param_group()"
-            )
+        groups = self.optimizer.param_groups
+        n = len(groups)
+        if len(self.min_lrs) != n:  # add_param_group() since: as torch
+            if self.default_min_lr is None:
+                raise RuntimeError(
+                    f"The number of param groups in the `optimizer` ({n}) differs from when "
+                    f"`ReduceLROnPlateau` was initialized ({len(self.min_lrs)}), usually due to "
+                    "a new param group being added to the optimizer: give `min_lrs` one value "
+                    "per param group (e.g. scheduler.min_lrs.append(...))"
+                )
+            self.min_lrs = [self.default_min_lr] * n
+        if len(self._last_lr) < n:  # a group added since starts from the lr it was given
+            self._last_lr.extend(float(_as_float(g["lr"])) for g in groups[len(self._last_lr) :])
         for i, old in enumerate(self._last_lr):
             new = max(old * self.factor, self.min_lrs[i])
             if old - new > self.eps:

@@ -1323,3 +1323,32 @@ def test_reduce_lr_on_plateau_with_per_group_min_lrs_says_what_to_do_after_add_p
     with pytest.raises(RuntimeError, match=r"The number of param groups in the `optimizer` \(3\)"):
         opt.step()
         sched.step(1.3)
+
+
+def test_private_names_torch_users_reach_for_exist_on_the_drop_ins() -> None:
+    """CyclicLR._scale_fn_ref, OneCycleLR._anneal_func_type and a legacy anneal_func."""
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])
+    cyclic = L.CyclicLR(opt, base_lr=1, max_lr=5, cycle_momentum=False, mode="triangular2")
+    assert isinstance(cyclic._scale_fn_ref, types.FunctionType)
+    state = cyclic.state_dict()
+    assert "_scale_fn_ref" not in state and state["_scale_fn_custom"] is None
+    custom = L.CyclicLR(opt, base_lr=1, max_lr=5, cycle_momentum=False, scale_fn=lambda x: 0.5)
+    assert custom._scale_fn_ref is None
+
+    def make() -> tuple[Any, Any]:
+        o = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1, momentum=0.9)
+        return o, L.OneCycleLR(o, max_lr=25, final_div_factor=2, total_steps=10)
+
+    opt_a, reference = make()
+    opt_b, legacy = make()
+    assert legacy._anneal_func_type == "cos"
+    del legacy._anneal_func_type  # a state saved by an older torch has no such field
+    state = legacy.state_dict()
+    state["anneal_func"] = L.OneCycleLR._annealing_cos
+    legacy.load_state_dict(state)
+    for _ in range(9):
+        opt_a.step()
+        reference.step()
+        opt_b.step()
+        legacy.step()
+        assert legacy.get_last_lr() == pytest.approx(reference.get_last_lr(), rel=1e-12)

@@ -962,6 +962,26 @@ def _check_cycle_momentum(name: str, ours: bool, state: Mapping[str, Any]) -> No
         )
 
 
+def _scale_triangular(x: float) -> float:
+    return 1.0
+
+
+def _scale_triangular2(x: float) -> float:
+    return 1 / (2.0 ** (x - 1))
+
+
+def _scale_exp_range(x: float) -> float:  # the drop-in multiplies by gamma ** x itself
+    return 1.0
+
+
+#: CyclicLR's built-in modes as functions (torch exposes them as ``_scale_fn_ref``).
+_MODE_SCALES: dict[str, Callable[[float], float]] = {
+    "triangular": _scale_triangular,
+    "triangular2": _scale_triangular2,
+    "exp_range": _scale_exp_range,
+}
+
+
 class CyclicLR(_DropIn):
     """torch's CyclicLR (Smith 2017), with momentum / beta1 cycling and custom scale_fn.
 
@@ -1066,6 +1086,13 @@ class CyclicLR(_DropIn):
                     group["base_momentum"] = bs
         super().__init__(optimizer, last_epoch)
         self.base_lrs = base_lrs
+
+    @property
+    def _scale_fn_ref(self) -> Callable[[float], float] | None:
+        """torch's name for the built-in mode's scale function (``None`` with a custom one)."""
+        if self._scale_fn_custom is not None:
+            return None
+        return _MODE_SCALES[self.mode]
 
     def _fix_scale_mode(self) -> None:
         if self._scale_fn_custom is None:
@@ -1214,6 +1241,7 @@ class OneCycleLR(_DropIn):
             )
         self.pct_start = pct_start
         self.anneal_strategy = anneal_strategy
+        self._anneal_func_type = anneal_strategy  # torch's name for it
         self.three_phase = bool(three_phase)
         n = self.total_steps
         if self.three_phase:
@@ -1322,8 +1350,24 @@ class OneCycleLR(_DropIn):
         self._check_total(self.last_epoch + 1 if epoch is None else epoch)  # before any change
         super().step(epoch)
 
+    @staticmethod
+    def _annealing_cos(start: float, end: float, pct: float) -> float:
+        """torch's cosine anneal from ``start`` to ``end`` as ``pct`` goes 0 -> 1."""
+        return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
+
+    @staticmethod
+    def _annealing_linear(start: float, end: float, pct: float) -> float:
+        """torch's linear anneal from ``start`` to ``end`` as ``pct`` goes 0 -> 1."""
+        return (end - start) * pct + start
+
     def _load_extra(self, state: dict[str, Any]) -> None:
         _check_cycle_momentum("OneCycleLR", self.cycle_momentum, state)
+        legacy = state.pop("anneal_func", None)  # older torch pickled the function itself
+        if legacy is not None and "_anneal_func_type" not in state:
+            name = getattr(legacy, "__name__", "")
+            if "cos" in name or "linear" in name:
+                state["anneal_strategy"] = "cos" if "cos" in name else "linear"
+                state["_anneal_func_type"] = state["anneal_strategy"]
         if "_initial_lrs" in state:  # lrkit's own state
             return
         # torch's state: its phases give the phase ends (and three_phase), its
@@ -1335,7 +1379,7 @@ class OneCycleLR(_DropIn):
         if phases is not None:
             state["_ends"] = [_as_float(p["end_step"]) for p in phases]
             state["three_phase"] = len(phases) == 3
-        strategy = state.pop("_anneal_func_type", None)
+        strategy = state.get("_anneal_func_type")
         if strategy is not None:
             state["anneal_strategy"] = strategy
         if "base_lrs" in state:

@@ -1352,3 +1352,20 @@ def test_private_names_torch_users_reach_for_exist_on_the_drop_ins() -> None:
         opt_b.step()
         legacy.step()
         assert legacy.get_last_lr() == pytest.approx(reference.get_last_lr(), rel=1e-12)
+
+
+def test_a_replanned_schedule_warns_at_its_new_end_not_the_old_one() -> None:
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    sched = L.Scheduler(opt, "cosine(lr=0.1, steps=10)")
+    for _ in range(5):
+        opt.step()
+        sched.step()
+    sched.replan(20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(15):  # to step 20: the new end, nothing to say
+            opt.step()
+            sched.step()
+    with pytest.warns(UserWarning, match=r"step 21 is past the end of replan"):
+        opt.step()
+        sched.step()

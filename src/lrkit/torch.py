@@ -2297,6 +2297,7 @@ class Scheduler(LRScheduler):
             per_group if per_group is not None else [_resolve("schedule", schedule, fills[0])]
         )
         self._end_warned = False
+        self._end = self._first_end()
         if per_group is None:
             _warn_lr_differs(self._schedules[0], self.base_lrs[0])
         if per_group is None:
@@ -2500,8 +2501,14 @@ class Scheduler(LRScheduler):
         self._step_count += 1
         self.last_epoch += 1
         self._apply()
-        if not self._end_warned:
+        if not self._end_warned and self._end is not None and self.last_epoch > self._end:
             self._warn_past_end()
+
+    def _first_end(self) -> int | None:
+        """The earliest end among the lr plans that end (kept, so step() compares one int)."""
+        ends = [p.length for p in map(_plan_of, self._schedules) if p is not None]
+        known = [e for e in ends if e is not None]
+        return min(known) if known else None
 
     def _warn_past_end(self) -> None:
         """Say once when the step passes the end of a schedule that ends (its lr then stays)."""
@@ -2565,6 +2572,7 @@ class Scheduler(LRScheduler):
                 self._schedules[i] = s.replan(steps, at)
             else:
                 s.replan(steps, at)
+        self._end = self._first_end()
         self._apply()
 
     def get_last_lr(self) -> list[float]:  # type: ignore[override]  # torch types lrs as float | Tensor; lrkit's are floats
@@ -2650,7 +2658,11 @@ class Scheduler(LRScheduler):
         for i, (s, spec) in enumerate(zip(self._schedules, specs, strict=True)):
             if isinstance(s, _core.Schedule) and spec != str(s):
                 self._schedules[i] = lrkit.parse(spec)
+        self._end = self._first_end()
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        if "_end" not in state:  # pickled by an lrkit without the end-of-plan warning
+            self._end_warned = False
+            self._end = self._first_end()
         _watch(self.optimizer)

@@ -46,6 +46,7 @@ from lrkit.bench.grid import (
     pinned_specs,
     split_names,
     summarize,
+    task_items,
     with_pair_lrs,
 )
 from lrkit.bench.progress import Progress
@@ -227,10 +228,6 @@ def _lr_values(lrs: Sequence[float | str] | str | None) -> tuple[bool, list[floa
     return False, parse_lrs(texts) if texts else None
 
 
-def _names(value: Sequence[str] | str | None) -> list[str]:
-    return split_names([value] if isinstance(value, str) else list(value or []))
-
-
 def compare(
     tasks: Sequence[str | Task] | str | Task | None = None,
     *,
@@ -303,12 +300,9 @@ def compare(
     if out_path is not None and out_path.exists() and not out_path.is_dir():
         raise GridError(f"--out {str(out_path)!r} exists and is not a folder")
     auto, lr_values = _lr_values(lrs)
-    task_list: list[str | Task] = [tasks] if isinstance(tasks, str | Task) else list(tasks or [])
     grid = make_grid(
-        tasks=[
-            t for item in task_list for t in ([item] if isinstance(item, Task) else _names(item))
-        ],
-        optimizers=_names(optimizers),
+        tasks=task_items(tasks),
+        optimizers=split_names(optimizers),
         schedules=[schedules] if isinstance(schedules, str) else list(schedules or []),
         lrs=lr_values,
         multipliers=parse_lrs([str(m) for m in multipliers]) if multipliers else None,

@@ -67,6 +67,7 @@ __all__ = [
     "pinned_specs",
     "split_names",
     "summarize",
+    "task_items",
     "with_pair_lrs",
 ]
 
@@ -91,17 +92,32 @@ class GridError(ValueError):
     """A grid argument is wrong; the message names the value and what is allowed."""
 
 
-def split_names(values: Iterable[str]) -> list[str]:
+def split_names(values: Iterable[str] | str | None) -> list[str]:
     """Split repeated, comma-separated names into one list (blanks dropped).
 
+    One string is one value; ``None`` is none.
+
     Examples:
-        >>> split_names(["sgd, adam", "adamw"])
-        ['sgd', 'adam', 'adamw']
+        >>> split_names(["sgd, adam", "adamw"]), split_names("sgd,adam"), split_names(None)
+        (['sgd', 'adam', 'adamw'], ['sgd', 'adam'], [])
     """
+    if values is None:
+        return []
     names: list[str] = []
-    for value in values:
+    for value in [values] if isinstance(values, str) else values:
         names.extend(part.strip() for part in value.split(",") if part.strip())
     return names
+
+
+def task_items(tasks: Sequence[str | Task] | str | Task | None) -> list[str | Task]:
+    """Tasks as given (one, or several; names may be comma-separated), one item each.
+
+    Examples:
+        >>> task_items("digits,scales"), task_items(["quadratic", "a.py:t"]), task_items(None)
+        (['digits', 'scales'], ['quadratic', 'a.py:t'], [])
+    """
+    items = [tasks] if isinstance(tasks, str | Task) else list(tasks or [])
+    return [t for item in items for t in ([item] if isinstance(item, Task) else split_names(item))]
 
 
 def _first_line(err: BaseException) -> str:

@@ -150,7 +150,7 @@ class InlineExecutor:
         pass
 
 
-def _watchdog(parent: int) -> None:
+def exit_with_parent(parent: int) -> None:
     """Exit this process at once when ``parent`` is no longer its parent."""
     while True:
         if os.getppid() != parent:
@@ -161,7 +161,7 @@ def _watchdog(parent: int) -> None:
 def _init_worker(parent: int, ready: Any) -> None:
     """A worker's start: Ctrl-C is the main process's, watch the parent, warm torch up."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threading.Thread(target=_watchdog, args=(parent,), daemon=True).start()
+    threading.Thread(target=exit_with_parent, args=(parent,), daemon=True).start()
     warm_up()
     with ready.get_lock():
         ready.value += 1

@@ -87,15 +87,15 @@ import socket
 import statistics
 import sys
 import threading
-import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TextIO
 
-from lrkit.bench.grid import GridError, make_grid, pinned_specs, split_names
+from lrkit.bench.grid import GridError, make_grid, pinned_specs, split_names, task_items
 from lrkit.bench.run import RunConfig, RunResult, execute
+from lrkit.bench.runner import exit_with_parent
 from lrkit.bench.trial import Task
 
 if TYPE_CHECKING:
@@ -399,18 +399,11 @@ def _int_option(value: Any, name: str, low: int) -> int:
 
 
 def _one_task(tasks: Sequence[str | Task] | str | Task) -> str | Task:
-    items: list[str | Task] = [tasks] if isinstance(tasks, str | Task) else list(tasks or [])
-    names: list[str | Task] = [
-        t for item in items for t in ([item] if isinstance(item, Task) else split_names([item]))
-    ]
+    names = task_items(tasks)
     if len(names) != 1:
         shown = ", ".join(t.name if isinstance(t, Task) else t for t in names) or "none"
         raise TuneError(f"--tasks: tune searches one task at a time, got {len(names)}: {shown}")
     return names[0]
-
-
-def _names(value: Sequence[str] | str | None) -> list[str]:
-    return split_names([value] if isinstance(value, str) else list(value or []))
 
 
 def _sqlite_pragmas(connection: Any, record: Any) -> None:
@@ -485,17 +478,10 @@ def _run_trial(
     return results
 
 
-def _watchdog(parent: int) -> None:
-    while True:
-        if os.getppid() != parent:
-            os._exit(0)
-        time.sleep(0.2)
-
-
 def _worker_main(conn: Any, parent: int) -> None:
     """A worker: warm torch up, then run each trial the main process sends."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threading.Thread(target=_watchdog, args=(parent,), daemon=True).start()
+    threading.Thread(target=exit_with_parent, args=(parent,), daemon=True).start()
     from lrkit.bench.run import warm_up
 
     warm_up()
@@ -836,7 +822,7 @@ def tune(
     if not isinstance(study, str) or not study.strip():
         raise TuneError(f"--study must be a non-empty name, got {study!r}")
     one = _one_task(task)
-    optimizer_names = _names(optimizers)
+    optimizer_names = split_names(optimizers)
     schedule_specs = [schedules] if isinstance(schedules, str) else list(schedules or [])
     if not optimizer_names:
         raise TuneError("--optimizers: give at least one optimizer (e.g. adam)")

@@ -112,9 +112,20 @@ def _limit(ax: Any, values: list[float], mode: str) -> None:
     )
 
 
-def _worst_edge(ax: Any, mode: str) -> float:
+def _mark_diverged(ax: Any, xs: list[Any], mode: str) -> None:
+    """Diverged trials as red triangles on the plot's worst edge (their value is inf)."""
+    if not xs:
+        return
     low, high = ax.get_ylim()
-    return high if mode == "min" else low
+    ax.scatter(
+        xs,
+        [high if mode == "min" else low] * len(xs),
+        marker="^" if mode == "min" else "v",
+        color="tab:red",
+        label="diverged",
+        clip_on=False,
+        zorder=5,
+    )
 
 
 def _plot_history(trials: list[dict[str, Any]], metric: str, mode: str, path: Path) -> None:
@@ -158,17 +169,7 @@ def _plot_history(trials: list[dict[str, Any]], metric: str, mode: str, path: Pa
     if _log_y(values):
         ax.set_yscale("log")
     _limit(ax, values, mode)
-    if kinds["diverged"]:
-        edge = _worst_edge(ax, mode)
-        ax.scatter(
-            [t["number"] for t in kinds["diverged"]],
-            [edge] * len(kinds["diverged"]),
-            marker="^" if mode == "min" else "v",
-            color="tab:red",
-            label="diverged",
-            clip_on=False,
-            zorder=5,
-        )
+    _mark_diverged(ax, [t["number"] for t in kinds["diverged"]], mode)
     ax.set_xlabel("trial")
     ax.set_ylabel(f"final {metric} ({'lower' if mode == 'min' else 'higher'} is better)")
     ax.set_title("Search history")
@@ -221,17 +222,7 @@ def _plot_lr(
     if _log_y(values):
         ax.set_yscale("log")
     _limit(ax, values, mode)
-    if kinds["diverged"]:
-        edge = _worst_edge(ax, mode)
-        ax.scatter(
-            [t["params"]["lr"] for t in kinds["diverged"]],
-            [edge] * len(kinds["diverged"]),
-            marker="^" if mode == "min" else "v",
-            color="tab:red",
-            label="diverged",
-            clip_on=False,
-            zorder=5,
-        )
+    _mark_diverged(ax, [t["params"]["lr"] for t in kinds["diverged"]], mode)
     ax.set_xlabel("learning rate")
     ax.set_ylabel(f"final {metric}")
     ax.set_title(f"{metric} vs lr (hollow: pruned, size = how far it got)")

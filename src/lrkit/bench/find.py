@@ -35,7 +35,7 @@ from lrkit.bench.optimizers import get_optimizer
 from lrkit.bench.trial import load_task, register_task
 
 if TYPE_CHECKING:
-    from lrkit.torch_finder import FinderResult
+    from lrkit.torch.finder import FinderResult
 
 __all__ = [
     "AUTO_POINTS",
@@ -144,7 +144,7 @@ def suggest_lr(
     """
     import torch
 
-    from lrkit.torch_finder import find_lr
+    from lrkit.torch.finder import find_lr
 
     spec = get_optimizer(optimizer)
     _check_optimizer(optimizer)

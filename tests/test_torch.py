@@ -597,17 +597,6 @@ def test_corrupted_optimizer_lrs_are_ignored(order: str) -> None:
     assert [s[0][0] for s in again] == pytest.approx([truth(t) for t in range(3, 11)], rel=1e-12)
 
 
-def test_another_writer_is_overwritten_at_the_next_step() -> None:
-    opt = make_opt("sgd", [0.1])
-    sched = L.MultiStepLR(opt, milestones=[5], gamma=0.1)
-    truth = lrkit.multistep(0.1, milestones=[5], gamma=0.1)
-    for t in range(1, 11):
-        opt.param_groups[0]["lr"] = 1.0  # someone else writes the optimizer
-        opt.step()
-        sched.step()
-        assert opt.param_groups[0]["lr"] == pytest.approx(truth(t), rel=1e-12)
-
-
 def test_torch_state_dicts_load_into_drop_ins() -> None:
     """A checkpoint written by torch's scheduler continues exactly under lrkit's."""
     builds = {

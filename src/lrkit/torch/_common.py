@@ -14,7 +14,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import EPOCH_DEPRECATION_WARNING
 
 if TYPE_CHECKING:
-    pass
+    from collections.abc import Iterable
 
 
 # ---------------------------------------------------------------------------
@@ -56,6 +56,74 @@ def _set(group: dict[str, Any], key: str, value: float) -> None:
         current.fill_(value)
     else:
         group[key] = value
+
+
+def _put_lrs(optimizer: Optimizer, values: Iterable[float]) -> list[float]:
+    """Write one lr per param group; return what each group holds afterwards.
+
+    The value read back is what a drop-in remembers as its own write: a later
+    ``group["lr"]`` that differs from it was written by someone else (another
+    scheduler, user code). Reading back (rather than keeping ``values``)
+    makes the comparison exact for a tensor lr, which rounds to its dtype.
+    """
+    out = []
+    for group, lr in zip(optimizer.param_groups, values, strict=False):
+        current = group["lr"]
+        if type(current) is not float and isinstance(current, torch.Tensor):
+            current.fill_(lr)  # the optimizer keeps a tensor lr: update it in place
+            out.append(float(current))
+        else:
+            group["lr"] = lr
+            out.append(lr)
+    return out
+
+
+def _others_writes(optimizer: Optimizer, written: Sequence[float]) -> dict[int, float] | None:
+    """The groups whose lr is no longer what this scheduler wrote there: ``{index: lr}``.
+
+    None (the usual case, no allocation) when every group still holds the
+    scheduler's own last write. Groups added since that write are not
+    looked at here (``written`` is shorter than the groups).
+    """
+    changed = None
+    for i, (group, mine) in enumerate(zip(optimizer.param_groups, written, strict=False)):
+        lr = group["lr"]
+        if type(lr) is not float:
+            lr = float(lr)
+        if lr != mine:
+            if changed is None:
+                changed = {}
+            changed[i] = lr
+    return changed
+
+
+def _with_others_writes(own: list[float], changed: dict[int, float] | None) -> list[float]:
+    """``own`` with the other writers' values in place (``own`` itself when there are none)."""
+    if not changed:
+        return own
+    out = list(own)
+    for i, lr in changed.items():
+        if i < len(out):
+            out[i] = lr
+    return out
+
+
+def _restore_others_writes(optimizer: Optimizer, in_force: Sequence[Any] | None) -> None:
+    """After a load: put back the groups' lrs saved with the state (``_lr_in_force``).
+
+    Called right after the scheduler wrote its own values, so a group that
+    held another writer's value at save time holds it again, and the next
+    step, seeing it differ from the scheduler's own write, goes on from it.
+    States without the key (torch's own, older lrkit ones) change nothing.
+    """
+    if in_force is None or len(in_force) != len(optimizer.param_groups):
+        return
+    _put_lrs(optimizer, [float(_as_float(v)) for v in in_force])
+
+
+def _lrs_in_force(optimizer: Optimizer) -> list[float]:
+    """Each group's lr as a float (what torch's chainable rules would continue from)."""
+    return [float(g["lr"]) for g in optimizer.param_groups]
 
 
 def _mark_stepped(optimizer: Optimizer, args: Any, kwargs: Any) -> None:

@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from torch.optim.lr_scheduler import ReduceLROnPlateau as _TorchReduceLROnPlateau
 
-if TYPE_CHECKING:
-    pass
 from lrkit.torch._common import (
     _as_float,
     _check_optimizer,
+    _lrs_in_force,
+    _others_writes,
+    _put_lrs,
+    _restore_others_writes,
     _stepped_out_of_order_or_replaced,
     _warn_order,
     _watch,
+    _with_others_writes,
 )
 from lrkit.torch.dropins import _DropIn
 
@@ -49,7 +51,11 @@ def _check_children(name: str, schedulers: Sequence[Any], optimizer: Optimizer |
 
 
 class _Composite(LRScheduler):
-    """Shared parts of SequentialLR and ChainedScheduler: own values, children's states."""
+    """Shared parts of SequentialLR and ChainedScheduler: own values, children's states.
+
+    Each step goes on from the composite's own values, except in a group whose
+    lr another writer changed since the composite's last write (see _DropIn).
+    """
 
     _schedulers: list[Any]
     _last_lr: list[float]  # type: ignore[assignment]  # torch types lrs as float | Tensor; lrkit's are floats
@@ -63,12 +69,11 @@ class _Composite(LRScheduler):
         return list(self._last_lr)
 
     def _write(self) -> None:
-        for group, lr in zip(self.optimizer.param_groups, self._last_lr, strict=False):
-            current = group["lr"]
-            if type(current) is not float and isinstance(current, torch.Tensor):
-                current.fill_(lr)  # the optimizer keeps a tensor lr: update it in place
-            else:
-                group["lr"] = lr
+        self._written = _put_lrs(self.optimizer, self._last_lr)
+
+    def _in_force(self) -> list[float]:
+        """Own values, or another writer's where one changed ``group["lr"]`` since our write."""
+        return _with_others_writes(self._last_lr, _others_writes(self.optimizer, self._written))
 
     def _check_order(self) -> None:
         if self._step_count == 0 and _stepped_out_of_order_or_replaced(self.optimizer):
@@ -79,9 +84,10 @@ class _Composite(LRScheduler):
         out = {
             k: (list(v) if isinstance(v, list) else v)
             for k, v in self.__dict__.items()
-            if k not in ("optimizer", "_schedulers")
+            if k not in ("optimizer", "_schedulers", "_written")
         }
         out["_schedulers"] = [s.state_dict() for s in self._schedulers]
+        out["_lr_in_force"] = _lrs_in_force(self.optimizer)
         return out
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -93,6 +99,7 @@ class _Composite(LRScheduler):
         """
         state = dict(state_dict)
         children = state.pop("_schedulers")
+        in_force = state.pop("_lr_in_force", None)
         for key in [k for k in state if k == "optimizer" or k not in self.__dict__]:
             del state[key]
         if len(children) != len(self._schedulers):
@@ -106,6 +113,7 @@ class _Composite(LRScheduler):
         state.setdefault("_step_count", 1)
         self.__dict__.update(state)
         self._write()
+        _restore_others_writes(self.optimizer, in_force)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -205,7 +213,7 @@ class SequentialLR(_Composite):
     def step(self) -> None:  # type: ignore[override]
         """Advance the active scheduler (or start the next one at a milestone)."""
         self._check_order()
-        self._advance(self._last_lr)
+        self._advance(self._in_force())
         self._write()
 
 
@@ -244,6 +252,7 @@ class ChainedScheduler(_Composite):
         self._schedulers = list(schedulers)
         self._step_count = 0
         self._last_lr = list(self._schedulers[-1]._last_lr)
+        self._written = list(self._schedulers[-1]._written)
         _watch(optimizer)
 
     def _restart(self, prev: list[float]) -> list[float]:
@@ -267,5 +276,5 @@ class ChainedScheduler(_Composite):
     def step(self) -> None:  # type: ignore[override]
         """Step every scheduler in order, each from the values the previous one left."""
         self._check_order()
-        self._advance(self._last_lr)
+        self._advance(self._in_force())
         self._write()

@@ -14,27 +14,29 @@ import types
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from lrkit import schedules as _core
-
-if TYPE_CHECKING:
-    pass
 from lrkit.torch._common import (
     _EPOCH_WARNING,
     _as_float,
     _check_optimizer,
     _load_lambda_state,
+    _lrs_in_force,
+    _others_writes,
     _per_group,
     _plain_lambda_state,
+    _put_lrs,
+    _restore_others_writes,
     _set,
     _stepped_out_of_order_or_replaced,
     _warn_order,
     _watch,
+    _with_others_writes,
 )
 
 # ---------------------------------------------------------------------------
@@ -52,13 +54,16 @@ class _DropIn(LRScheduler, metaclass=abc.ABCMeta):
     ``_torch_closed(t)`` is torch's ``_get_closed_form_lr`` (used by
     ``step(epoch)`` and by SequentialLR at a milestone).
 
-    ``prev`` is always the scheduler's own last values (or, inside
-    ChainedScheduler / SequentialLR, the values the composite keeps), never
-    ``group["lr"]``.
+    ``prev`` is the scheduler's own last values (or, inside ChainedScheduler /
+    SequentialLR, the values the composite keeps), except in a group whose
+    ``group["lr"]`` another writer changed since this scheduler's last write
+    (``_written``, what the group held right after it): there ``prev`` is
+    that writer's value, as in torch's chainable rules (docs/torch.md, "Several
+    schedulers on one optimizer").
     """
 
     #: keys of ``__dict__`` that are not state (the optimizer, callables, derived objects)
-    _not_state: tuple[str, ...] = ("optimizer", "_core")
+    _not_state: tuple[str, ...] = ("optimizer", "_core", "_written")
 
     # Declared only (no class attribute): subclasses with a closed form define
     # _closed_values (_has_closed checks for it); those that cycle momentum set use_beta1.
@@ -95,6 +100,7 @@ class _DropIn(LRScheduler, metaclass=abc.ABCMeta):
         self._closed = last_epoch == -1 and start == self.base_lrs and self._has_closed()
         _watch(optimizer)
         self._last_lr: list[float] = start  # type: ignore[assignment]  # torch types lrs as float | Tensor; lrkit's are floats
+        self._written: list[float] = start
         self._restart(start)
 
     # -- to implement -------------------------------------------------------
@@ -162,12 +168,7 @@ class _DropIn(LRScheduler, metaclass=abc.ABCMeta):
         return values
 
     def _write(self) -> None:
-        for group, lr in zip(self.optimizer.param_groups, self._last_lr, strict=False):
-            current = group["lr"]
-            if type(current) is not float and isinstance(current, torch.Tensor):
-                current.fill_(lr)  # the optimizer keeps a tensor lr: update it in place
-            else:
-                group["lr"] = lr
+        self._written = _put_lrs(self.optimizer, self._last_lr)
         if self._cycles_momentum:
             self._write_momentum()
 
@@ -199,16 +200,21 @@ class _DropIn(LRScheduler, metaclass=abc.ABCMeta):
         if self._step_count == 1 and _stepped_out_of_order_or_replaced(self.optimizer):
             _warn_order(self)
         self._step_count += 1
+        prev = self._last_lr
+        changed = _others_writes(self.optimizer, self._written)
+        if changed:  # someone else wrote group["lr"]: go on from their value, as torch
+            prev = _with_others_writes(prev, changed)
+            self._closed = False
         if epoch is not None:
             warnings.warn(_EPOCH_WARNING, UserWarning, stacklevel=2)
-            self._jump(epoch, self._last_lr)
+            self._jump(epoch, prev)
             self._write()
             return
         t = self.last_epoch + 1
         if self._closed and t <= self._closed_limit:
             self._last_lr = self._closed_values(t)
         else:
-            self._last_lr = self._relative(self._last_lr, t, False)
+            self._last_lr = self._relative(prev, t, False)
         self.last_epoch = t
         self._write()
 
@@ -221,12 +227,18 @@ class _DropIn(LRScheduler, metaclass=abc.ABCMeta):
         return list(self._last_lr)
 
     def state_dict(self) -> dict[str, Any]:
-        """The scheduler's state as plain data (no optimizer, no user functions)."""
+        """The scheduler's state as plain data (no optimizer, no user functions).
+
+        Besides the scheduler's own values it keeps ``_lr_in_force``, the
+        groups' lrs now: where another writer (a second scheduler, user code)
+        changed them, that is what the run goes on from after a resume.
+        """
         out = {}
         for key, value in self.__dict__.items():
             if key in self._not_state:
                 continue
             out[key] = list(value) if isinstance(value, list) else value
+        out["_lr_in_force"] = _lrs_in_force(self.optimizer)
         return out
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -246,6 +258,7 @@ class _DropIn(LRScheduler, metaclass=abc.ABCMeta):
         ``_is_initial``) are dropped.
         """
         state = dict(state_dict)
+        in_force = state.pop("_lr_in_force", None)
         self._load_extra(state)
         for key in [k for k in state if k in self._not_state or k not in self.__dict__]:
             del state[key]
@@ -264,6 +277,7 @@ class _DropIn(LRScheduler, metaclass=abc.ABCMeta):
         self._build()
         if self.last_epoch >= 0:
             self._write()
+            _restore_others_writes(self.optimizer, in_force)
         # else: a child of SequentialLR that has not started yet; it writes nothing
 
     def _load_extra(self, state: dict[str, Any]) -> None:

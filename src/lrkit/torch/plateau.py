@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import TYPE_CHECKING, Any, SupportsFloat
+from typing import Any, SupportsFloat
 
-import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import ReduceLROnPlateau as _TorchReduceLROnPlateau
 
 from lrkit.controllers import PlateauDetector
-
-if TYPE_CHECKING:
-    pass
 from lrkit.torch._common import (
     _EPOCH_WARNING,
     _as_float,
     _check_optimizer,
+    _lrs_in_force,
+    _others_writes,
     _per_group,
+    _put_lrs,
+    _restore_others_writes,
     _stepped_out_of_order_or_replaced,
     _warn_order,
     _watch,
@@ -35,8 +35,11 @@ class ReduceLROnPlateau(_TorchReduceLROnPlateau):
     When more than ``patience`` observations in a row fail to improve on the
     best by ``threshold``, each group's lr becomes ``max(lr * factor,
     min_lr)`` (skipped when that changes it by ``eps`` or less), followed by
-    ``cooldown`` ignored observations. The lrs are this scheduler's own:
-    another writer to ``group["lr"]`` is overwritten at the next step.
+    ``cooldown`` ignored observations. The lrs are this scheduler's own,
+    except in a group whose ``group["lr"]`` another writer (a second scheduler,
+    user code) changed since this scheduler's last write: there it goes on
+    from that value, as torch does. It writes the optimizer only when it cuts
+    (or loads a state).
 
     It is a subclass of torch's ReduceLROnPlateau (and so of LRScheduler), so
     frameworks that check for it (Lightning) pass it the monitored metric.
@@ -91,6 +94,7 @@ class ReduceLROnPlateau(_TorchReduceLROnPlateau):
         self.last_epoch = 0
         self._step_count = 0
         self._last_lr = [float(_as_float(g["lr"])) for g in optimizer.param_groups]
+        self._written = list(self._last_lr)
         self._detector = PlateauDetector(
             mode=mode,
             patience=patience,
@@ -137,9 +141,15 @@ class ReduceLROnPlateau(_TorchReduceLROnPlateau):
         else:
             warnings.warn(_EPOCH_WARNING, UserWarning, stacklevel=2)
         self.last_epoch = epoch
+        changed = _others_writes(self.optimizer, self._written)
+        if changed:  # someone else wrote group["lr"]: it is the lr in force now, as in torch
+            for i, lr in changed.items():
+                self._last_lr[i] = self._written[i] = lr
+        if len(self._last_lr) < len(self.optimizer.param_groups):  # add_param_group() since
+            self._last_lr.extend(_lrs_in_force(self.optimizer)[len(self._last_lr) :])
         if self._detector.observe(current):
             self._cut()
-        self._write()
+            self._write()
 
     def _cut(self) -> None:
         groups = self.optimizer.param_groups
@@ -153,20 +163,13 @@ class ReduceLROnPlateau(_TorchReduceLROnPlateau):
                     "per param group (e.g. scheduler.min_lrs.append(...))"
                 )
             self.min_lrs = [self.default_min_lr] * n
-        if len(self._last_lr) < n:  # a group added since starts from the lr it was given
-            self._last_lr.extend(float(_as_float(g["lr"])) for g in groups[len(self._last_lr) :])
         for i, old in enumerate(self._last_lr):
             new = max(old * self.factor, self.min_lrs[i])
             if old - new > self.eps:
                 self._last_lr[i] = new
 
     def _write(self) -> None:
-        for group, lr in zip(self.optimizer.param_groups, self._last_lr, strict=False):
-            current = group["lr"]
-            if type(current) is not float and isinstance(current, torch.Tensor):
-                current.fill_(lr)  # the optimizer keeps a tensor lr: update it in place
-            else:
-                group["lr"] = lr
+        self._written = _put_lrs(self.optimizer, self._last_lr)
 
     def get_last_lr(self) -> list[float]:  # type: ignore[override]  # torch types lrs as float | Tensor; lrkit's are floats
         """The lrs in force, one per param group."""
@@ -187,6 +190,7 @@ class ReduceLROnPlateau(_TorchReduceLROnPlateau):
             "last_epoch": self.last_epoch,
             "_step_count": self._step_count,
             "_last_lr": list(self._last_lr),
+            "_lr_in_force": _lrs_in_force(self.optimizer),
             "mode": d.mode,
             "patience": d.patience,
             "threshold": d.threshold,
@@ -229,6 +233,7 @@ class ReduceLROnPlateau(_TorchReduceLROnPlateau):
         self._step_count = s.get("_step_count", 1)
         self._last_lr = [float(_as_float(v)) for v in last]
         self._write()
+        _restore_others_writes(self.optimizer, s.get("_lr_in_force"))
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)

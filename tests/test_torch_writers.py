@@ -286,3 +286,52 @@ def test_a_tensor_lr_is_not_mistaken_for_another_writer() -> None:
         return out
 
     assert run(L) == pytest.approx(run(T), rel=1e-6)
+
+
+# ---------------------------------------------------------------------------
+# add_param_group() mid-run (unfreezing layers)
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_group_added_mid_run_goes_as_in_torch(name: str) -> None:
+    """The chainable rules take the new group along; the others fail at the same step."""
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        case = random_case(name, rng, 2)
+        add_at = int(rng.integers(0, 5))
+
+        def run(M: Any, case: Any = case, add_at: int = add_at) -> list:
+            opt = make_opt("sgd", [0.1, 0.3])
+            out: list = []
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                sched = case.build(M, opt)
+                for t in range(case.steps):
+                    if t == add_at:
+                        extra = torch.nn.Parameter(torch.zeros(2))
+                        opt.add_param_group({"params": [extra], "lr": 0.05, "momentum": 0.5})
+                    try:
+                        case.advance(sched, opt, t)
+                    except (ValueError, KeyError, RuntimeError) as err:  # torch fails there too
+                        out.append(("fails", t, type(err) is not KeyError or name == "OneCycleLR"))
+                        break
+                    out.append(state_of(opt, [sched]))
+            return out
+
+        ours, theirs = run(L), run(T)
+        assert len(ours) == len(theirs), f"{name} seed {seed}: {ours[-1]} vs {theirs[-1]}"
+        for t, (a, b) in enumerate(zip(ours, theirs, strict=True)):
+            if a[0] == "fails" or b[0] == "fails":
+                assert a == b, f"{name} seed {seed} step {t}: {a} vs {b}"
+            else:
+                same(a, b, f"{name} seed {seed} (group added at {add_at}) step {t}")
+
+
+def test_a_rule_that_cannot_take_a_new_group_says_so() -> None:
+    opt = make_opt("sgd", [0.1])
+    sched = L.LambdaLR(opt, lambda t: 0.9**t)
+    opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 0.05})
+    opt.step()
+    with pytest.raises(ValueError, match=r"add_param_group\(\).*Build the scheduler after"):
+        sched.step()

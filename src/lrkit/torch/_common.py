@@ -121,6 +121,34 @@ def _restore_others_writes(optimizer: Optimizer, in_force: Sequence[Any] | None)
     _put_lrs(optimizer, [float(_as_float(v)) for v in in_force])
 
 
+def _go_on_from(optimizer: Optimizer, own: list[float], written: Sequence[float]) -> list[float]:
+    """The lrs a drop-in's next step goes on from (called when the groups differ from ``written``).
+
+    Its own values, with another writer's value in each group where one
+    changed it, and for groups added with ``add_param_group()`` since the
+    last write, the lr each was given (torch's chainable rules read them the
+    same way). Returns ``own`` itself when nothing changed.
+    """
+    prev = _with_others_writes(own, _others_writes(optimizer, written))
+    groups = optimizer.param_groups
+    if len(prev) < len(groups):
+        prev = [*prev, *(float(_as_float(g["lr"])) for g in groups[len(prev) :])]
+    return prev
+
+
+def _check_group_count(scheduler: Any, values: Sequence[float]) -> None:
+    """Raise (torch's ValueError) when a rule gives fewer lrs than the optimizer has groups."""
+    n = len(scheduler.optimizer.param_groups)
+    if len(values) != n:
+        name = type(scheduler).__name__
+        raise ValueError(
+            f"{name}: the optimizer has {n} param groups but {name}'s rule gives "
+            f"{len(values)} lrs: a group was added with add_param_group() after the scheduler "
+            "was built, and this rule works from each group's initial values (torch's "
+            f"{name} fails here too). Build the scheduler after adding the group."
+        )
+
+
 def _lrs_in_force(optimizer: Optimizer) -> list[float]:
     """Each group's lr as a float (what torch's chainable rules would continue from)."""
     return [float(g["lr"]) for g in optimizer.param_groups]

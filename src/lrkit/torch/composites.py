@@ -12,15 +12,15 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau as _TorchReduceLROnPlatea
 
 from lrkit.torch._common import (
     _as_float,
+    _check_group_count,
     _check_optimizer,
+    _go_on_from,
     _lrs_in_force,
-    _others_writes,
     _put_lrs,
     _restore_others_writes,
     _stepped_out_of_order_or_replaced,
     _warn_order,
     _watch,
-    _with_others_writes,
 )
 from lrkit.torch.dropins import _DropIn
 
@@ -73,7 +73,9 @@ class _Composite(LRScheduler):
 
     def _in_force(self) -> list[float]:
         """Own values, or another writer's where one changed ``group["lr"]`` since our write."""
-        return _with_others_writes(self._last_lr, _others_writes(self.optimizer, self._written))
+        if [g["lr"] for g in self.optimizer.param_groups] == self._written:
+            return self._last_lr
+        return _go_on_from(self.optimizer, self._last_lr, self._written)
 
     def _check_order(self) -> None:
         if self._step_count == 0 and _stepped_out_of_order_or_replaced(self.optimizer):
@@ -214,6 +216,7 @@ class SequentialLR(_Composite):
         """Advance the active scheduler (or start the next one at a milestone)."""
         self._check_order()
         self._advance(self._in_force())
+        _check_group_count(self, self._last_lr)
         self._write()
 
 
@@ -277,4 +280,5 @@ class ChainedScheduler(_Composite):
         """Step every scheduler in order, each from the values the previous one left."""
         self._check_order()
         self._advance(self._in_force())
+        _check_group_count(self, self._last_lr)
         self._write()

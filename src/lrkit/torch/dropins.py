@@ -24,10 +24,11 @@ from lrkit import schedules as _core
 from lrkit.torch._common import (
     _EPOCH_WARNING,
     _as_float,
+    _check_group_count,
     _check_optimizer,
+    _go_on_from,
     _load_lambda_state,
     _lrs_in_force,
-    _others_writes,
     _per_group,
     _plain_lambda_state,
     _put_lrs,
@@ -36,7 +37,6 @@ from lrkit.torch._common import (
     _stepped_out_of_order_or_replaced,
     _warn_order,
     _watch,
-    _with_others_writes,
 )
 
 # ---------------------------------------------------------------------------
@@ -168,7 +168,14 @@ class _DropIn(LRScheduler, metaclass=abc.ABCMeta):
         return values
 
     def _write(self) -> None:
-        self._written = _put_lrs(self.optimizer, self._last_lr)
+        values = self._last_lr
+        for group, lr in zip(self.optimizer.param_groups, values, strict=False):
+            if type(group["lr"]) is not float:  # a tensor lr (or an int): the general way
+                self._written = _put_lrs(self.optimizer, values)
+                break
+            group["lr"] = lr
+        else:
+            self._written = values  # lists of values are replaced, never changed in place
         if self._cycles_momentum:
             self._write_momentum()
 
@@ -201,20 +208,25 @@ class _DropIn(LRScheduler, metaclass=abc.ABCMeta):
             _warn_order(self)
         self._step_count += 1
         prev = self._last_lr
-        changed = _others_writes(self.optimizer, self._written)
-        if changed:  # someone else wrote group["lr"]: go on from their value, as torch
-            prev = _with_others_writes(prev, changed)
-            self._closed = False
+        if [g["lr"] for g in self.optimizer.param_groups] != self._written:
+            # someone else wrote group["lr"], or added a group: go on from there, as torch
+            prev = _go_on_from(self.optimizer, prev, self._written)
+            if prev is not self._last_lr:
+                self._closed = False  # torch's rules continue from group["lr"]
         if epoch is not None:
             warnings.warn(_EPOCH_WARNING, UserWarning, stacklevel=2)
             self._jump(epoch, prev)
+            _check_group_count(self, self._last_lr)
             self._write()
             return
         t = self.last_epoch + 1
         if self._closed and t <= self._closed_limit:
-            self._last_lr = self._closed_values(t)
+            values = self._closed_values(t)
         else:
-            self._last_lr = self._relative(prev, t, False)
+            values = self._relative(prev, t, False)
+            if len(values) != len(prev):  # a group added since, and a rule that cannot take it
+                _check_group_count(self, values)
+        self._last_lr = values
         self.last_epoch = t
         self._write()
 
@@ -963,16 +975,16 @@ class CyclicLR(_DropIn):
 
     def _relative(self, prev: list[float], t: int, initial: bool) -> list[float]:
         height, scale = self._shape(t)
-        return [
-            b + (m - b) * height * scale for b, m in zip(self.base_lrs, self.max_lrs, strict=False)
-        ]
+        hs = height * scale
+        return [b + (m - b) * hs for b, m in zip(self.base_lrs, self.max_lrs, strict=False)]
 
     def _momentum(self) -> list[float] | None:
         if not self.cycle_momentum:
             return None
         height, scale = self._shape(self.last_epoch)
+        hs = height * scale
         return [
-            mx - (mx - bs) * height * scale
+            mx - (mx - bs) * hs
             for bs, mx in zip(self.base_momentums, self.max_momentums, strict=False)
         ]
 
@@ -1122,15 +1134,18 @@ class OneCycleLR(_DropIn):
             return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
         return (end - start) * pct + start
 
-    _not_state = ("optimizer", "_core", "_lr_pts", "_m_pts", "_memo")
+    _not_state = ("optimizer", "_core", "_lr_pts", "_m_pts", "_memo", "_written")
     _cycles_momentum = True
 
     def _build(self) -> None:
         self._core = None
         self._memo: tuple[float, int, float] = (-1.0, 0, 0.0)
         groups = range(len(self.max_lrs))
-        self._lr_pts = [self._lr_points(g) for g in groups]
-        self._m_pts = [self._momentum_points(g) for g in groups] if self.cycle_momentum else []
+        # per phase, each group's (start, end): one phase lookup serves every group
+        by_group = [self._lr_points(g) for g in groups]
+        self._lr_pts = [list(phase) for phase in zip(*by_group, strict=True)]
+        by_group = [self._momentum_points(g) for g in groups] if self.cycle_momentum else []
+        self._m_pts = [list(phase) for phase in zip(*by_group, strict=True)]
 
     def _check_total(self, t: float) -> None:
         if t > self.total_steps:
@@ -1176,15 +1191,19 @@ class OneCycleLR(_DropIn):
 
     def _relative(self, prev: list[float], t: int, initial: bool) -> list[float]:
         i, pct = self._phase(t)
-        anneal = self._anneal
-        return [anneal(*points[i], pct) for points in self._lr_pts]
+        if self.anneal_strategy == "linear":  # torch's (end - start) * pct + start, as written
+            return [(end - start) * pct + start for start, end in self._lr_pts[i]]
+        w = (math.cos(math.pi * pct) + 1) / 2.0
+        return [end + (start - end) * w for start, end in self._lr_pts[i]]
 
     def _momentum(self) -> list[float] | None:
         if not self.cycle_momentum:
             return None
         i, pct = self._phase(self.last_epoch)
-        anneal = self._anneal
-        return [anneal(*points[i], pct) for points in self._m_pts]
+        if self.anneal_strategy == "linear":
+            return [(end - start) * pct + start for start, end in self._m_pts[i]]
+        w = (math.cos(math.pi * pct) + 1) / 2.0
+        return [end + (start - end) * w for start, end in self._m_pts[i]]
 
     def step(self, epoch: int | None = None) -> None:
         """Advance one step; ValueError (torch's type) past ``total_steps``."""
@@ -1341,4 +1360,5 @@ class CosineAnnealingWarmRestarts(_DropIn):
         self._step_count += 1
         self._move(epoch)
         self._last_lr = self._lrs()
+        _check_group_count(self, self._last_lr)
         self._write()

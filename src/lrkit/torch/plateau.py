@@ -141,12 +141,14 @@ class ReduceLROnPlateau(_TorchReduceLROnPlateau):
         else:
             warnings.warn(_EPOCH_WARNING, UserWarning, stacklevel=2)
         self.last_epoch = epoch
-        changed = _others_writes(self.optimizer, self._written)
-        if changed:  # someone else wrote group["lr"]: it is the lr in force now, as in torch
-            for i, lr in changed.items():
+        groups = self.optimizer.param_groups
+        if [g["lr"] for g in groups] != self._written:
+            # someone else wrote group["lr"] (it is the lr in force, as in torch), or
+            # add_param_group() added a group (it starts from the lr it was given)
+            for i, lr in (_others_writes(self.optimizer, self._written) or {}).items():
                 self._last_lr[i] = self._written[i] = lr
-        if len(self._last_lr) < len(self.optimizer.param_groups):  # add_param_group() since
-            self._last_lr.extend(_lrs_in_force(self.optimizer)[len(self._last_lr) :])
+            if len(self._last_lr) < len(groups):
+                self._last_lr.extend(_lrs_in_force(self.optimizer)[len(self._last_lr) :])
         if self._detector.observe(current):
             self._cut()
             self._write()

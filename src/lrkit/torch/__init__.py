@@ -47,6 +47,7 @@ from lrkit.torch.dropins import (
     StepLR,
 )
 from lrkit.torch.finder import FinderResult, find_lr
+from lrkit.torch.migrate import get_scheduler
 from lrkit.torch.plateau import ReduceLROnPlateau
 
 __all__ = [
@@ -68,4 +69,5 @@ __all__ = [
     "SequentialLR",
     "StepLR",
     "find_lr",
+    "get_scheduler",
 ]

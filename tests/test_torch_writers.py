@@ -335,3 +335,40 @@ def test_a_rule_that_cannot_take_a_new_group_says_so() -> None:
     opt.step()
     with pytest.raises(ValueError, match=r"add_param_group\(\).*Build the scheduler after"):
         sched.step()
+
+
+@pytest.mark.parametrize("order", ["optimizer first", "schedulers first", "optimizer last"])
+@settings(max_examples=20)
+@given(stack=stacks(), data=st.data())
+def test_a_stack_saved_by_torch_goes_on_under_the_drop_ins(
+    order: str, stack: dict[str, Any], data: st.DataObject
+) -> None:
+    """torch's states (no lrs in force kept) loaded in the order the schedulers step."""
+    at = data.draw(st.integers(0, stack["steps"]), label="saved at")
+    modules = [T] * len(stack["children"])
+    straight, _, _ = run_stack(stack, modules)
+    _, opt, scheds = run_stack(stack, modules, steps=at)
+    opt_state = roundtrip(opt.state_dict())
+    states = [roundtrip(s.state_dict()) for s in scheds]
+
+    opt2 = make_opt(stack["kind"], stack["lrs"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        if order == "optimizer first":
+            opt2.load_state_dict(opt_state)
+        scheds2 = [c(L, opt2) for c in stack["children"]]
+        if order == "schedulers first":
+            opt2.load_state_dict(opt_state)
+        for s, state in zip(scheds2, states, strict=True):
+            s.load_state_dict(copy.deepcopy(state))
+        if order == "optimizer last":
+            opt2.load_state_dict(opt_state)
+        again = [snapshot(opt2)]
+        for t in range(at, stack["steps"]):
+            if t in stack["writes"]:
+                g, lr = stack["writes"][t]
+                opt2.param_groups[g]["lr"] = lr
+            step_all(scheds2, opt2, t)
+            again.append(snapshot(opt2))
+    for t, (a, b) in enumerate(zip(again, straight[at:], strict=True)):
+        assert_same(a, b[0], f"{order}, saved at {at}, step {at + t}")

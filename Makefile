@@ -19,6 +19,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e ".[all]"
+	# timm is the reference for lrkit.torch.create_scheduler_v2's tests; its
+	# torchvision would pull another torch, and timm.scheduler needs none of it.
+	$(BIN)/python -m pip install --quiet --no-deps "timm==1.0.31"
 	touch $(STAMP)
 
 # The main job: `lrkit compare` on its built-in default grid (4 optimizers x

@@ -47,7 +47,7 @@ from lrkit.torch.dropins import (
     StepLR,
 )
 from lrkit.torch.finder import FinderResult, find_lr
-from lrkit.torch.migrate import get_scheduler
+from lrkit.torch.migrate import create_scheduler_v2, get_scheduler
 from lrkit.torch.plateau import ReduceLROnPlateau
 
 __all__ = [
@@ -68,6 +68,7 @@ __all__ = [
     "Scheduler",
     "SequentialLR",
     "StepLR",
+    "create_scheduler_v2",
     "find_lr",
     "get_scheduler",
 ]

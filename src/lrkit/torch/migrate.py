@@ -1,4 +1,4 @@
-"""Names people migrate from: transformers' ``get_scheduler`` on lrkit schedules.
+"""Names people migrate from: transformers' ``get_scheduler`` and timm's schedulers on lrkit.
 
 ``lrkit.torch.get_scheduler`` takes the arguments of ``transformers.get_scheduler``
 (the name, or transformers' ``SchedulerType``; ``num_warmup_steps``,
@@ -19,6 +19,11 @@ itself and shows as ``transformers('name', ...)``. ``reduce_lr_on_plateau``
 returns the drop-in :class:`lrkit.torch.ReduceLROnPlateau`, as transformers
 returns torch's class. transformers is never imported.
 
+``lrkit.torch.create_scheduler_v2`` does the same for timm's
+``create_scheduler_v2`` (its names, arguments and defaults; ``(scheduler,
+num_epochs)`` back): the plan is an lrkit spec where one has timm's values,
+else :class:`TimmFormula`. timm is never imported either.
+
 Examples:
     >>> import torch
     >>> from lrkit.torch import get_scheduler
@@ -35,10 +40,12 @@ Examples:
 
 from __future__ import annotations
 
+import bisect
 import difflib
+import itertools
 import math
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -50,7 +57,14 @@ from lrkit.torch._common import _as_float, _check_optimizer
 from lrkit.torch.driver import Scheduler
 from lrkit.torch.plateau import ReduceLROnPlateau
 
-__all__ = ["NAMES", "TransformersFormula", "get_scheduler"]
+__all__ = [
+    "NAMES",
+    "TIMM_NAMES",
+    "TimmFormula",
+    "TransformersFormula",
+    "create_scheduler_v2",
+    "get_scheduler",
+]
 
 #: transformers' scheduler names that :func:`get_scheduler` accepts.
 NAMES = (
@@ -710,3 +724,531 @@ def get_scheduler(
         # reaches it (warmup past the end) is transformers' value, not a mistake.
         warnings.filterwarnings("ignore", "Scheduler: the schedule's lr is", UserWarning)
         return Scheduler(optimizer, schedule)
+
+
+# ---------------------------------------------------------------------------
+# timm's create_scheduler_v2
+# ---------------------------------------------------------------------------
+
+#: timm's scheduler names that :func:`create_scheduler_v2` accepts.
+TIMM_NAMES = (
+    "cosine",
+    "tanh",
+    "step",
+    "multistep",
+    "plateau",
+    "poly",
+    "wsd",
+    "rsqrt",
+    "constant",
+    "none",
+)
+
+#: The names whose values TimmFormula computes (plateau follows metrics; none has no values).
+_TIMM_FORMULAS = ("cosine", "tanh", "poly", "step", "multistep", "wsd", "rsqrt")
+_TIMM_DECAYS = ("linear", "1-sqrt", "cosine", "power", "exp")
+_TANH_LB, _TANH_UB = -7.0, 3.0  # create_scheduler_v2 leaves TanhLRScheduler's bounds alone
+
+
+def _timm_cycle(u: float, o: Mapping[str, Any]) -> tuple[float, float, float]:
+    """(cycle index, cycle length, steps into the cycle) at ``u`` steps past the warmup."""
+    first, mul = o["t_initial"], o["cycle_mul"]
+    if mul == 1:
+        i = u // first
+        return i, first, u - first * i
+    inside = 1.0 - u / first * (1.0 - mul)
+    if inside <= 0.0:  # past every cycle of a shrinking series (timm: a math domain error)
+        return math.inf, first, 0.0
+    i = math.floor(math.log(inside, mul))
+    return i, mul**i * first, u - (1.0 - mul**i) / (1.0 - mul) * first
+
+
+def _timm_decay(kind: str, frac: float) -> float:
+    """WSDLRScheduler's decay factor: 1 at frac = 0 down to 0 at frac = 1."""
+    if kind == "linear":
+        return 1.0 - frac
+    if kind == "1-sqrt":
+        return 1.0 - math.sqrt(frac)
+    if kind == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * frac))
+    if kind == "power":
+        return 1.0 - frac**0.5  # create_scheduler_v2 keeps decay_power at 0.5
+    return (0.1**frac - 0.1) / 0.9  # exp, decay_ratio 0.1
+
+
+def _timm_after_warmup(name: str, lr: float, t: int, o: Mapping[str, Any]) -> float:
+    """timm's lr at step ``t`` (>= the warmup) for one param group whose base lr is ``lr``."""
+    low, w = o["min_lr"], o["warmup_t"]
+    if name in ("wsd", "rsqrt"):  # the warmup is always a prefix
+        since = t - w
+        scale = 1.0 if name == "wsd" else (1.0 + since / o["timescale"]) ** -0.5
+        stable = max(lr * scale, low)
+        into = since - (o["t_initial"] - o["decay_t"])
+        if into <= 0:
+            return stable
+        frac = min(into / o["decay_t"], 1.0)
+        return low + (stable - low) * _timm_decay(o["decay_fn"], frac)
+    u = t - w if o["warmup_prefix"] else t
+    if name == "step":
+        return lr * o["decay_rate"] ** (u // o["decay_t"])
+    if name == "multistep":
+        return lr * o["decay_rate"] ** bisect.bisect_right(o["milestones"], u + 1)
+    i, length, into = _timm_cycle(u, o)
+    if i >= o["cycle_limit"]:
+        return low
+    peak = lr * o["cycle_decay"] ** i
+    if name == "tanh":
+        x = into / length
+        return low + 0.5 * (peak - low) * (1.0 - math.tanh(_TANH_LB * (1.0 - x) + _TANH_UB * x))
+    k = o["k_decay"]
+    if name == "cosine":
+        return low + 0.5 * (peak - low) * (1.0 + math.cos(math.pi * into**k / length**k))
+    return low + (peak - low) * (1.0 - into**k / length**k) ** o["power"]  # poly
+
+
+@dataclass(frozen=True, eq=True, repr=False)
+class TimmFormula(_core.Schedule):
+    """timm's own formula for one scheduler name and one param group, as an lrkit schedule.
+
+        lr(0) = warmup_lr if warmup_t else lr        (what timm's constructor sets)
+        lr(t) = warmup_lr + t * (target - warmup_lr) / warmup_t      1 <= t < warmup_t
+                timm's _get_lr(t)                                    t >= warmup_t
+
+    times ``lr_scale`` where given (timm's layer-wise decay), with ``target``
+    the lr (``tanh`` without ``warmup_prefix``: its own value at
+    ``warmup_t``). :func:`create_scheduler_v2` uses it only where no lrkit
+    family has the same values; it has no spec name: ``str()`` shows
+    ``timm('cosine', lr=..., ...)``, which :func:`lrkit.parse` does not read,
+    and it cannot be replanned. Past the run it holds what timm holds
+    (``min_lr`` after the last cycle), so it has no length.
+
+    Args:
+        scheduler: one of cosine, tanh, poly, step, multistep, wsd, rsqrt.
+        lr: the group's base lr (its ``initial_lr``).
+        options: the formula's arguments, as ``(name, value)`` pairs, in
+            steps (epochs or updates): ``t_initial``, ``min_lr``,
+            ``warmup_t``, ``warmup_lr``, ``warmup_prefix``, ``cycle_mul``,
+            ``cycle_decay``, ``cycle_limit``, ``k_decay``, ``power`` (poly),
+            ``decay_t``, ``decay_rate`` (step), ``milestones`` (multistep),
+            ``decay_fn``, ``timescale`` (wsd, rsqrt), ``lr_scale``.
+
+    Examples:
+        >>> s = TimmFormula("tanh", 1.0, (("t_initial", 10), ("min_lr", 0.0)))
+        >>> s
+        timm('tanh', lr=1.0, t_initial=10, min_lr=0.0)
+        >>> s(0), round(s(1), 6), round(s(10), 6)
+        (1.0, 0.999994, 0.0)
+    """
+
+    scheduler: str
+    lr: float
+    options: tuple[tuple[str, Any], ...] = ()
+    name: ClassVar[str] = "timm"
+
+    if TYPE_CHECKING:  # set in __post_init__; not dataclass fields at runtime
+        _opts: dict[str, Any] = field(init=False, repr=False, compare=False)
+        _slope: float = field(init=False, repr=False, compare=False)
+
+    _DEFAULTS: ClassVar[dict[str, Any]] = {
+        "t_initial": 1,
+        "min_lr": 0.0,
+        "warmup_t": 0,
+        "warmup_lr": 0.0,
+        "warmup_prefix": False,
+        "cycle_mul": 1.0,
+        "cycle_decay": 1.0,
+        "cycle_limit": 1,
+        "k_decay": 1.0,
+        "power": 1.0,
+        "decay_t": 1,
+        "decay_rate": 1.0,
+        "milestones": (),
+        "decay_fn": "linear",
+        "timescale": 1.0,
+        "lr_scale": 1.0,
+    }
+
+    def __post_init__(self) -> None:
+        if self.scheduler not in _TIMM_FORMULAS:
+            raise _core._fail(
+                self.name, "scheduler", f"one of {list(_TIMM_FORMULAS)}", self.scheduler
+            )
+        object.__setattr__(self, "lr", _core._rate(self.name, "lr", self.lr))
+        options = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in self.options)
+        unknown = sorted(set(dict(options)) - set(self._DEFAULTS))
+        if unknown:
+            raise _core._fail(
+                self.name, "options", f"names among {sorted(self._DEFAULTS)}", unknown
+            )
+        object.__setattr__(self, "options", options)
+        o = {**self._DEFAULTS, **dict(options)}
+        object.__setattr__(self, "_opts", o)
+        w, start = o["warmup_t"], o["warmup_lr"]
+        target = self.lr
+        if w and self.scheduler == "tanh" and not o["warmup_prefix"]:
+            target = _timm_after_warmup("tanh", self.lr, w, o)  # timm ramps to its value at w
+        object.__setattr__(self, "_slope", (target - start) / w if w else 0.0)
+
+    def __str__(self) -> str:
+        args = [repr(self.scheduler), f"lr={self.lr!r}"]
+        args += [f"{k}={list(v) if isinstance(v, tuple) else v!r}" for k, v in self.options]
+        return f"{self.name}({', '.join(args)})"
+
+    def _at(self, t: int) -> float:
+        o = self._opts
+        w = o["warmup_t"]
+        if t < w:
+            value = o["warmup_lr"] + t * self._slope
+        elif t == 0:
+            value = self.lr  # timm's constructor sets the base lr, not _get_lr(0)
+        else:
+            value = _timm_after_warmup(self.scheduler, self.lr, t, o)
+        return value * o["lr_scale"]
+
+    def _values(self, t: np.ndarray) -> np.ndarray:
+        # timm's loops (cycles of varying length, bisect, floor of a log) one step at a time.
+        return np.fromiter((self._at(int(x)) for x in t.ravel()), np.float64, t.size).reshape(
+            t.shape
+        )
+
+
+# -- arguments -----------------------------------------------------------------
+
+
+def _timm_name(sched: Any) -> str:
+    if not isinstance(sched, str):
+        raise TypeError(
+            f"create_scheduler_v2: sched must be a string, got {type(sched).__name__}: {sched!r}"
+        )
+    if sched in TIMM_NAMES:
+        return sched
+    listed = ", ".join(repr(n) for n in TIMM_NAMES)
+    close = difflib.get_close_matches(sched, TIMM_NAMES, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ValueError(
+        f"create_scheduler_v2: unknown scheduler name {sched!r}{hint}; expected one of {listed}"
+    )
+
+
+_WHO = "create_scheduler_v2"
+
+
+def _timm_positive(arg: str, value: Any) -> float:
+    x = _number(_WHO, arg, value)
+    if x <= 0:
+        raise ValueError(f"{_WHO}: {arg} must be > 0, got {value!r}")
+    return x
+
+
+def _timm_plan(key: str, lr: float, o: Mapping[str, Any]) -> _core.Schedule:
+    """The lrkit schedule with timm's values for one group (base lr ``lr``, before lr_scale)."""
+    w, start, low = o["warmup_t"], o["warmup_lr"], o["min_lr"]
+    shifted = o["warmup_prefix"] or w == 0  # the part after the warmup starts at its step 0
+    body: _core.Schedule | None = None
+    if key == "constant":
+        body = _core.constant(lr)
+    elif key == "step":
+        d = o["decay_t"]
+        rate = o["decay_rate"]
+        if shifted and d == int(d) and 0 < rate <= 1:
+            body = _core.step_decay(lr, int(d), rate) if rate < 1 else _core.constant(lr)
+    elif key == "multistep":
+        ms, rate = o["milestones"], o["decay_rate"]
+        if shifted and rate > 0 and all(m == int(m) and m >= 2 for m in ms):
+            # timm counts the milestones <= u + 1: lrkit's, one step earlier.
+            body = (
+                _core.multistep(lr, tuple(int(m) - 1 for m in ms), rate)
+                if ms
+                else _core.constant(lr)
+            )
+    elif key in ("cosine", "poly"):
+        first, limit, mul = o["t_initial"], o["cycle_limit"], o["cycle_mul"]
+        plain = shifted and o["k_decay"] == 1 and mul == 1 and first == int(first)
+        if plain and key == "cosine" and limit == 1 and low <= lr:
+            body = _core.cosine(lr, int(first), min_lr=low)
+        elif plain and key == "cosine" and limit > 1 and low == 0 and 0 < o["cycle_decay"] <= 1:
+            restarts = _core.cosine_restarts(lr, int(first), decay=o["cycle_decay"])
+            body = _core.join(restarts, _core.constant(0.0), boundaries=[int(first) * limit])
+        elif plain and key == "poly" and limit == 1 and o["power"] > 0:
+            body = _core.polynomial(lr, int(first), power=o["power"], end_lr=low)
+    elif key == "wsd" and o["decay_fn"] in ("linear", "1-sqrt", "cosine") and low <= lr:
+        shape = o["decay_fn"]
+        body = _core.wsd(
+            lr, o["t_initial"], decay_steps=o["decay_t"], decay_shape=shape, min_lr=low
+        )
+    if body is None:
+        return _timm_formula(key, lr, o)
+    return body if w == 0 else _core.warmup(body, steps=w, start_lr=start)
+
+
+def _timm_formula(key: str, lr: float, o: Mapping[str, Any]) -> TimmFormula:
+    """TimmFormula with the options that matter for ``key`` (defaults left out)."""
+    wanted = {
+        "cosine": ("t_initial", "min_lr", "cycle_mul", "cycle_decay", "cycle_limit", "k_decay"),
+        "tanh": ("t_initial", "min_lr", "cycle_mul", "cycle_decay", "cycle_limit"),
+        "poly": ("t_initial", "min_lr", "cycle_mul", "cycle_decay", "cycle_limit", "k_decay"),
+        "step": ("decay_t", "decay_rate"),
+        "multistep": ("milestones", "decay_rate"),
+        "wsd": ("t_initial", "decay_t", "min_lr", "decay_fn"),
+        "rsqrt": ("t_initial", "decay_t", "min_lr", "decay_fn", "timescale"),
+    }[key]
+    names = (*wanted, "power") if key == "poly" else wanted
+    names = (*names, "warmup_t", "warmup_lr")
+    if key not in ("wsd", "rsqrt"):
+        names = (*names, "warmup_prefix")
+    defaults = TimmFormula._DEFAULTS
+    keep = [(k, o[k]) for k in names if k in wanted or o[k] != defaults[k]]
+    return TimmFormula(key, lr, tuple(keep))
+
+
+def _timm_cycle_length(key: str, o: Mapping[str, Any]) -> int | float:
+    """timm's get_cycle_length(): the steps of all cycles (and a prefixed warmup)."""
+    if key in ("wsd", "rsqrt"):
+        return o["warmup_t"] + o["t_initial"]
+    first, mul, cycles = o["t_initial"], o["cycle_mul"], max(1, o["cycle_limit"])
+    t = first * cycles if mul == 1 else math.floor(-first * (mul**cycles - 1) / (1 - mul))
+    return t + o["warmup_t"] if o["warmup_prefix"] else t
+
+
+def _timm_plateau(
+    optimizer: Optimizer, mode: str, patience: int, rate: float, low: float, w: int, start: float
+) -> ReduceLROnPlateau:
+    if w:
+        raise ValueError(
+            f"{_WHO}('plateau'): a warmup (warmup_epochs={w}) in front of a plateau has no "
+            "lrkit equivalent here; warm up with Scheduler(optimizer, lrkit.Plateau("
+            "'warmup(constant(lr), steps=W)', ...)), or pass warmup_epochs=0"
+        )
+    return ReduceLROnPlateau(
+        optimizer, mode=mode, factor=rate, patience=patience, threshold=1e-4, min_lr=low
+    )
+
+
+def create_scheduler_v2(
+    optimizer: Optimizer,
+    sched: str = "cosine",
+    num_epochs: int = 300,
+    decay_epochs: float | None = None,
+    decay_milestones: Sequence[int] = (90, 180, 270),
+    cooldown_epochs: int = 0,
+    patience_epochs: int = 10,
+    decay_rate: float = 0.1,
+    min_lr: float = 0.0,
+    warmup_lr: float = 1e-5,
+    warmup_epochs: int = 0,
+    warmup_prefix: bool = False,
+    noise: float | Sequence[float] | None = None,
+    noise_pct: float = 0.67,
+    noise_std: float = 1.0,
+    noise_seed: int = 42,
+    cycle_mul: float = 1.0,
+    cycle_decay: float = 0.1,
+    cycle_limit: int = 1,
+    k_decay: float = 1.0,
+    decay_fn: str | None = None,
+    stable_timescale: float | None = None,
+    plateau_mode: str = "max",
+    step_on_epochs: bool = True,
+    updates_per_epoch: int = 0,
+) -> tuple[Scheduler | ReduceLROnPlateau | None, int]:
+    """timm's ``create_scheduler_v2``: the same names, arguments and values, on lrkit.
+
+    Returns ``(scheduler, num_epochs)`` as timm does. The scheduler is an
+    :class:`lrkit.torch.Scheduler` whose lr at step ``t`` is timm's at
+    epoch ``t`` (``step_on_epochs=True``) or at update ``t``
+    (``step_on_epochs=False``), in every param group: each group runs its
+    own plan from its own ``initial_lr`` (timm's ``min_lr`` and
+    ``warmup_lr`` are absolute, the same for every group), times its
+    ``lr_scale`` where it has one. The plan is an lrkit spec wherever one has
+    the same values (``repr()`` shows it), else :class:`TimmFormula`;
+    ``docs/torch.md`` has the table. ``num_epochs`` is timm's: the cycles
+    plus ``cooldown_epochs`` for cosine, tanh, poly, wsd, rsqrt; else
+    ``num_epochs``, plus ``warmup_epochs`` with ``warmup_prefix``.
+
+    **Stepping.** timm's ``step(epoch)`` / ``step_update(num_updates)`` are
+    both called by timm's loop and one of them does nothing; here there is
+    one: call ``scheduler.step()`` once per epoch (``step_on_epochs=True``)
+    or once per optimizer update (``False``), after the epoch or update,
+    where timm's loop calls ``step(epoch + 1)`` or ``step_update(n)``.
+    Resume with ``state_dict()`` / ``load_state_dict()``.
+
+    Args:
+        optimizer: the torch optimizer.
+        sched: one of :data:`TIMM_NAMES`. ``"plateau"`` (deprecated in timm)
+            returns the drop-in :class:`lrkit.torch.ReduceLROnPlateau` (torch's
+            values, the class timm wraps; call ``step(metric)`` once per
+            epoch); ``"none"`` returns ``None`` as timm does.
+        num_epochs: the schedule's epochs (the stable + decay phases for wsd
+            and rsqrt: with ``warmup_prefix=False`` the warmup is inside them).
+        decay_epochs: step: epochs between decays (default 90); wsd, rsqrt:
+            the decay phase, in epochs or, below 1, a fraction (default 0.2).
+        decay_milestones: multistep: timm decays at step ``m - 1`` for each
+            milestone ``m`` (it compares ``t + 1``).
+        cooldown_epochs: epochs added to the returned ``num_epochs`` (the lr
+            then holds ``min_lr``).
+        patience_epochs: plateau: epochs without improvement before a cut.
+        decay_rate: step, multistep, plateau: the factor; poly: the power.
+        min_lr: the lr the decaying names end at (absolute).
+        warmup_lr: the lr at step 0 of the warmup (absolute).
+        warmup_epochs: the linear warmup's epochs.
+        warmup_prefix: the warmup comes before ``num_epochs`` (the schedule
+            starts after it) rather than inside them.
+        noise, noise_pct, noise_std, noise_seed: timm's lr noise. Not
+            supported: ``noise`` other than None is a ValueError; the others
+            are ignored without it, as in timm.
+        cycle_mul, cycle_decay, cycle_limit: cosine, tanh, poly: each cycle's
+            length factor, peak factor, and the number of cycles.
+        k_decay: cosine, poly: timm's k-decay (``t ** k / T ** k``).
+        decay_fn: wsd, rsqrt: ``'linear'``, ``'1-sqrt'``, ``'cosine'``,
+            ``'power'`` or ``'exp'``; None: ``'1-sqrt'`` (wsd), ``'linear'``
+            (rsqrt).
+        stable_timescale: rsqrt: epochs of the ``(1 + t / timescale) ** -0.5``
+            decline; None: ``warmup_epochs``.
+        plateau_mode: plateau: ``'max'`` or ``'min'``.
+        step_on_epochs: step per epoch, else per update.
+        updates_per_epoch: updates per epoch (>= 1 when
+            ``step_on_epochs=False``).
+
+    Returns:
+        ``(scheduler, num_epochs)``.
+
+    Raises:
+        ValueError: an unknown name (the message lists them); ``noise``; a
+            missing ``updates_per_epoch``; an argument out of range, naming it
+            and its value (where timm asserts or divides by zero).
+        TypeError: a callable ``decay_fn`` (it has no spec), or a non-string name.
+
+    Examples:
+        >>> import torch
+        >>> from lrkit.torch import create_scheduler_v2
+        >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+        >>> create_scheduler_v2(opt, "cosine", num_epochs=100, warmup_epochs=5,
+        ...                     warmup_prefix=True, min_lr=1e-5)
+        (Scheduler(SGD, 'warmup(cosine(lr=0.1, steps=100, min_lr=1e-05), steps=5,
+            start_lr=1e-05)', step=0, lr=[1e-05]), 105)
+        >>> create_scheduler_v2(opt, "step", decay_epochs=30, decay_rate=0.5)
+        (Scheduler(SGD, 'step_decay(lr=0.1, step_size=30)', step=0, lr=[0.1]), 300)
+    """
+    key = _timm_name(sched)
+    optimizer = _check_optimizer(_WHO, optimizer)
+    if noise is not None:
+        raise ValueError(
+            f"{_WHO}: noise={noise!r} is not supported: lrkit's lr is a function of the step "
+            "alone; pass noise=None (timm's default)"
+        )
+    if not isinstance(step_on_epochs, bool):
+        raise TypeError(f"{_WHO}: step_on_epochs must be a bool, got {step_on_epochs!r}")
+    epochs = _steps(_WHO, "num_epochs", num_epochs, 1)
+    warm = _steps(_WHO, "warmup_epochs", warmup_epochs, 0)
+    cool = _steps(_WHO, "cooldown_epochs", cooldown_epochs, 0)
+    per = 1
+    if not step_on_epochs:
+        if updates_per_epoch in (0, None):
+            raise ValueError(
+                f"{_WHO}: step_on_epochs=False needs updates_per_epoch (the number of optimizer "
+                "updates per epoch, len(loader) // grad_accum_steps); got "
+                f"{updates_per_epoch!r}"
+            )
+        per = _steps(_WHO, "updates_per_epoch", updates_per_epoch, 1)
+    low = _number(_WHO, "min_lr", min_lr, 0.0)
+    start = _number(_WHO, "warmup_lr", warmup_lr, 0.0)
+    if key == "none":
+        return None, epochs + warm if warmup_prefix else epochs
+    if decay_epochs is None:
+        decay_epochs = 0.2 if key in ("wsd", "rsqrt") else 90
+    o: dict[str, Any] = {
+        "t_initial": epochs * per,
+        "min_lr": low,
+        "warmup_t": warm * per,
+        "warmup_lr": start,
+        "warmup_prefix": bool(warmup_prefix),
+        "cycle_mul": 1.0,
+        "cycle_decay": 1.0,
+        "cycle_limit": 1,
+    }
+    if key in ("cosine", "tanh", "poly"):
+        o["cycle_mul"] = _timm_positive("cycle_mul", cycle_mul)
+        o["cycle_decay"] = _number(_WHO, "cycle_decay", cycle_decay, 0.0)
+        o["cycle_limit"] = _steps(_WHO, "cycle_limit", cycle_limit, 1)
+        if key != "tanh":
+            o["k_decay"] = _timm_positive("k_decay", k_decay)
+        if key == "poly":
+            o["power"] = _number(_WHO, "decay_rate", decay_rate, 0.0)
+    elif key == "step":
+        o["decay_t"] = _timm_positive("decay_epochs", decay_epochs) * per
+        o["decay_rate"] = _number(_WHO, "decay_rate", decay_rate, 0.0)
+    elif key == "constant":
+        o["decay_t"], o["decay_rate"] = 1, 1.0
+    elif key == "multistep":
+        ms = [_number(_WHO, "decay_milestones", m, 0.0) for m in decay_milestones]
+        if any(b < a for a, b in itertools.pairwise(ms)):
+            raise ValueError(f"{_WHO}: decay_milestones must be increasing, got {list(ms)}")
+        o["milestones"] = tuple(int(m) * per if m == int(m) else m * per for m in ms)
+        o["decay_rate"] = _number(_WHO, "decay_rate", decay_rate, 0.0)
+    elif key == "plateau":
+        if not step_on_epochs:
+            raise ValueError(f"{_WHO}('plateau') steps per epoch only: pass step_on_epochs=True")
+        if plateau_mode not in ("min", "max"):
+            raise ValueError(f"{_WHO}: plateau_mode must be 'min' or 'max', got {plateau_mode!r}")
+        patience = _steps(_WHO, "patience_epochs", patience_epochs, 0)
+        rate = _number(_WHO, "decay_rate", decay_rate, 0.0)
+        if rate >= 1.0:
+            raise ValueError(f"{_WHO}('plateau'): decay_rate must be < 1, got {decay_rate!r}")
+        for group in optimizer.param_groups:  # timm's constructor applies lr_scale once
+            group.setdefault("initial_lr", group["lr"])
+            if "lr_scale" in group:
+                group["lr"] = group["initial_lr"] * group["lr_scale"]
+        return (
+            _timm_plateau(optimizer, plateau_mode, patience, rate, low, warm, start),
+            epochs + warm if warmup_prefix else epochs,
+        )
+    else:  # wsd, rsqrt: the warmup is always a prefix
+        if decay_fn is not None and not isinstance(decay_fn, str):
+            raise TypeError(
+                f"{_WHO}: decay_fn must be one of {list(_TIMM_DECAYS)} or None here (a callable "
+                f"has no lrkit spec), got {decay_fn!r}"
+            )
+        kind = decay_fn or ("linear" if key == "rsqrt" else "1-sqrt")
+        if kind not in _TIMM_DECAYS:
+            raise ValueError(f"{_WHO}: decay_fn must be one of {list(_TIMM_DECAYS)}, got {kind!r}")
+        body = o["t_initial"] if warmup_prefix else o["t_initial"] - o["warmup_t"]
+        d = _timm_positive("decay_epochs", decay_epochs)
+        d = d * body if d < 1 else d * per
+        d = round(d)
+        if not 0 < d <= body:
+            where = "num_epochs" if warmup_prefix else "num_epochs - warmup_epochs"
+            raise ValueError(
+                f"{_WHO}({key!r}): the decay ({d} steps) must be in [1, {where}] "
+                f"({body} steps); decay_epochs={decay_epochs!r}"
+            )
+        o.update(t_initial=body, decay_t=d, decay_fn=kind, warmup_prefix=True)
+        if key == "rsqrt":
+            scale = o["warmup_t"] if stable_timescale is None else stable_timescale * per
+            if _number(_WHO, "stable_timescale", scale) <= 0:
+                raise ValueError(
+                    f"{_WHO}('rsqrt'): stable_timescale must be > 0; it defaults to "
+                    f"warmup_epochs ({warm}): give it when there is no warmup, got "
+                    f"{stable_timescale!r}"
+                )
+            o["timescale"] = scale
+    o = {**TimmFormula._DEFAULTS, **o}
+    plans = []
+    for group in optimizer.param_groups:
+        lr = float(_as_float(group.get("initial_lr", group["lr"])))
+        plan = _timm_plan(key, lr, o)
+        scale = group.get("lr_scale")
+        if scale is not None and scale != 1:
+            if isinstance(plan, TimmFormula):
+                plan = TimmFormula(key, lr, (*plan.options, ("lr_scale", float(scale))))
+            else:
+                plan = float(scale) * plan
+        plans.append(plan)
+    if key in ("cosine", "tanh", "poly", "wsd", "rsqrt"):
+        total = _timm_cycle_length(key, o) + cool * per
+        epochs = int(total if step_on_epochs else total // per)
+    elif warmup_prefix:
+        epochs += warm
+    with warnings.catch_warnings():
+        # Each plan's lr is its group's by construction; a warmup_lr above it is timm's.
+        warnings.filterwarnings("ignore", "Scheduler: the schedule's lr is", UserWarning)
+        return Scheduler(optimizer, plans[0] if len(plans) == 1 else plans), epochs

@@ -81,6 +81,7 @@ from lrkit.controllers import Diverged, PlateauDetector  # noqa: E402
 from lrkit.controllers import Plateau as _Plateau  # noqa: E402
 from lrkit.divergence import DivergenceRule, DivergenceState  # noqa: E402
 from lrkit.finder import FinderResult  # noqa: E402
+from lrkit.rollback import Snapshots  # noqa: E402
 from lrkit.schedules import Schedule, constant  # noqa: E402
 
 __all__ = ["FinderResult", "Guard", "KerasSchedule", "Plateau", "find_lr", "to_keras"]
@@ -201,7 +202,9 @@ def to_keras(schedule_or_spec: Schedule | str | Mapping[str, Any]) -> KerasSched
         A :class:`KerasSchedule`; pass it as any Keras optimizer's ``learning_rate``.
 
     Raises:
-        TypeError: for something that is not a schedule (a controller, a number).
+        TypeError: for something that is not a schedule (a controller, a number),
+            or a schedule of a family that defines no ``_formula`` (see
+            :mod:`lrkit.schedules`, "Adding a family").
         ValueError: for an invalid spec, with the offending part.
 
     Examples:
@@ -450,6 +453,30 @@ def _optimizer_state(optimizer: Any) -> list[Any]:
     return [v for v in optimizer.variables if v is not counter]
 
 
+class _KerasState:
+    """The Keras binding of :mod:`lrkit.rollback`: copies of the callback's model's state.
+
+    :meth:`capture` copies the model's variables and the optimizer's but its
+    step counter into numpy arrays, in memory; :meth:`apply` assigns them back.
+    The model is the callback's at each call (Keras sets it; on jax, reading
+    it syncs the variables from the compiled step).
+    """
+
+    def __init__(self, callback: keras.callbacks.Callback) -> None:
+        self.callback = callback
+
+    def capture(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        model = self.callback.model
+        optimizer = _optimizer("lrkit.keras.Guard", model)
+        return _values(model.variables), _values(_optimizer_state(optimizer))
+
+    def apply(self, data: tuple[list[np.ndarray], list[np.ndarray]]) -> None:
+        model = self.callback.model
+        weights, opt_values = data
+        _assign(model.variables, weights)
+        _assign(_optimizer_state(_optimizer("lrkit.keras.Guard", model)), opt_values)
+
+
 def _loss_tracker(model: Any) -> Any:
     """The ``Mean`` metric behind ``logs["loss"]`` (its ``total`` and ``count``)."""
     for metric in model.metrics:
@@ -475,7 +502,8 @@ class Guard(keras.callbacks.Callback):
     divergence restores the snapshot and raises :class:`lrkit.controllers.Diverged`.
 
     A snapshot is taken when training begins and after every
-    ``snapshot_every`` good batches; it is a copy in memory. The multiplier
+    ``snapshot_every`` good batches; it is a copy in memory (the policy is
+    :class:`lrkit.rollback.Snapshots`', as in the torch driver). The multiplier
     and the rollback count are saved with the model (in the schedule's
     config), and the lr cut works with a compiled train step, as for
     :class:`Plateau`; the two callbacks multiply the same multiplier.
@@ -543,24 +571,21 @@ class Guard(keras.callbacks.Callback):
         self.rollbacks = 0
         self.window_state = self.rule.initial()
         self._schedule: KerasSchedule | None = None
-        self._snapshot: tuple[list[np.ndarray], list[np.ndarray]] | None = None
+        #: The rollback policy (lrkit.rollback), kept every ``snapshot_every`` good batches.
+        self._snapshots = Snapshots(_KerasState(self), snapshot_every, who="lrkit.keras.Guard")
         self._good = 0
         self._seen = (0.0, 0.0)
 
     # -- snapshots ---------------------------------------------------------
 
     def _take_snapshot(self) -> None:
-        model = self.model
-        optimizer = _optimizer("lrkit.keras.Guard", model)
-        self._snapshot = (_values(model.variables), _values(_optimizer_state(optimizer)))
+        """Keep the state now as the good snapshot (at the optimizer's iteration)."""
+        optimizer = _optimizer("lrkit.keras.Guard", self.model)
+        self._snapshots.keep(int(ops.convert_to_numpy(optimizer.iterations)))
 
     def _restore_snapshot(self) -> None:
-        model = self.model
-        if self._snapshot is None:
-            return
-        weights, opt_values = self._snapshot
-        _assign(model.variables, weights)
-        _assign(_optimizer_state(_optimizer("lrkit.keras.Guard", model)), opt_values)
+        if self._snapshots.ready:
+            self._snapshots.restore()
 
     def _save_state(self) -> None:
         if self._schedule is not None:
@@ -604,7 +629,7 @@ class Guard(keras.callbacks.Callback):
         self.window_state, found = self.rule.update(self.window_state, loss)
         if found is None:
             self._good += 1
-            if self._good % self.snapshot_every == 0:
+            if self._snapshots.due(self._good):  # every snapshot_every good batches
                 self._take_snapshot()
             return
         step = _iterations(model) - 1

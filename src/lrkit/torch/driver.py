@@ -5,16 +5,14 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, SupportsFloat
+from typing import Any, SupportsFloat
 
 import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from lrkit import schedules as _core
-
-if TYPE_CHECKING:
-    pass
+from lrkit.rollback import Snapshots
 from lrkit.torch._common import (
     _as_float,
     _check_optimizer,
@@ -23,7 +21,7 @@ from lrkit.torch._common import (
     _warn_order,
     _watch,
 )
-from lrkit.torch.rollback import _BeforeUpdate, _Snapshots
+from lrkit.torch.rollback import _BeforeUpdate, _snapshots
 
 # ---------------------------------------------------------------------------
 # The driver for lrkit schedules
@@ -345,7 +343,7 @@ class Scheduler(LRScheduler):
                 )
         self.guard: Any = guard if guard is not None else inner
         self._guard_outside = guard is not None
-        self._snapshots: _Snapshots | None = None
+        self._snapshots: Snapshots | None = None
         #: ``(step, snapshot step)`` of each rollback this object made.
         self.rollback_steps: list[tuple[int, int]] = []
         if self.guard is None:
@@ -360,7 +358,7 @@ class Scheduler(LRScheduler):
                 "Scheduler: a guard needs model= (the torch.nn.Module it rolls back when the "
                 "loss diverges)"
             )
-        self._snapshots = _Snapshots(model, every, directory)
+        self._snapshots = _snapshots(model, self.optimizer, every, directory)
         self.optimizer.register_step_pre_hook(_BeforeUpdate(self))
 
     # -- values ----------------------------------------------------------------
@@ -416,14 +414,13 @@ class Scheduler(LRScheduler):
     def _before_update(self) -> None:
         snaps = self._snapshots
         if snaps is not None and snaps.due(self.last_epoch):
-            snaps.take(self.optimizer, self.last_epoch)
+            snaps.take(self.last_epoch)
 
     def snapshot(self) -> None:
         """Take a snapshot of model and optimizer now and keep it as the last good one."""
         if self._snapshots is None:
             raise ValueError("Scheduler: snapshot() needs a guard (guard= or a guard(...) spec)")
-        self._snapshots.take(self.optimizer, self.last_epoch)
-        self._snapshots.confirm()
+        self._snapshots.keep(self.last_epoch)
 
     def _watch_loss(self, loss: float, t: int) -> bool:
         """Feed the guard; on a divergence roll back and return True."""
@@ -433,7 +430,7 @@ class Scheduler(LRScheduler):
         if not self.guard.observe(loss, t):
             snaps.confirm()
             return False
-        self.rollback_steps.append((t, snaps.restore(self.optimizer)))
+        self.rollback_steps.append((t, snaps.restore()))
         return True
 
     # -- public API ------------------------------------------------------------

@@ -37,6 +37,7 @@ from strategies import (
     cosines,
     joins,
     one_cycles,
+    replanned_schedules,
     schedules,
     wsds,
 )
@@ -1126,6 +1127,63 @@ def test_warmup_lengths_add(lengths: list[int], t: int) -> None:
     assert s.length == sum(lengths)
     assume(t >= sum(lengths[1:]))
     assert s(t) == inner(t - sum(lengths[1:]))
+
+
+# ---------------------------------------------------------------------------
+# phases: where each begins, from the family's class
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("schedule", "phases"),
+    [
+        (lrkit.constant(0.1), [(0, "constant")]),
+        (lrkit.cosine(lr=0.1, steps=100), [(0, "cosine"), (100, "hold")]),
+        (
+            lrkit.wsd(0.1, steps=1000, warmup_steps=50),
+            [(0, "warmup"), (50, "stable"), (800, "decay"), (1000, "hold")],
+        ),
+        (lrkit.wsd(0.1, steps=100, decay_steps=100), [(0, "decay"), (100, "hold")]),
+        (lrkit.one_cycle(max_lr=0.1, steps=1000), [(0, "rise"), (299, "fall"), (999, "hold")]),
+        (lrkit.inverse_sqrt(0.1, warmup_steps=400), [(0, "warmup"), (400, "decay")]),
+        (
+            lrkit.multistep(0.1, milestones=[30, 80]),
+            [(0, "multistep"), (30, "drop"), (80, "drop")],
+        ),
+        (
+            lrkit.warmup(lrkit.cosine(lr=0.1, steps=90), steps=10),
+            [(0, "warmup"), (10, "cosine"), (100, "hold")],
+        ),
+        (  # each part's phases end at the boundary where the next part starts
+            lrkit.join(
+                lrkit.wsd(0.1, steps=100, warmup_steps=10), lrkit.constant(0.01), boundaries=[50]
+            ),
+            [(0, "warmup"), (10, "stable"), (50, "constant")],
+        ),
+        (0.5 * lrkit.linear(0.0, 1.0, steps=10), [(0, "linear"), (10, "hold")]),
+        (  # the plan's phases before at, the phase it was in at at, the rest remapped
+            lrkit.cosine(lr=0.1, steps=100).replan(200, at=50),
+            [(0, "cosine"), (50, "cosine"), (200, "hold")],
+        ),
+        (
+            lrkit.wsd(0.1, steps=100, warmup_steps=10, decay_steps=40).replan(200, at=70),
+            [(0, "warmup"), (10, "stable"), (60, "decay"), (70, "decay"), (200, "hold")],
+        ),
+    ],
+)
+def test_phase_starts_pin_where_each_phase_begins(
+    schedule: Schedule, phases: list[tuple[int, str]]
+) -> None:
+    assert schedule._phase_starts() == phases
+
+
+@given(st.one_of(schedules(), replanned_schedules()))
+def test_phase_starts_are_increasing_from_zero(s: Schedule) -> None:
+    steps = [step for step, _ in s._phase_starts()]
+    assert steps[0] == 0
+    assert steps == sorted(set(steps))
+    if s.length is not None:  # past its length a schedule only holds its end value
+        assert all(step <= s.length for step in steps)
 
 
 # ---------------------------------------------------------------------------

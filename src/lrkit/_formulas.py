@@ -1,17 +1,22 @@
-"""Every schedule family's formula, written once against a small array API.
+"""The small array API each schedule family writes its tensor formula against.
 
 The framework adapters (:mod:`lrkit.optax`, :mod:`lrkit.keras`) need the
 learning rate as a tensor expression of a (possibly traced) integer step: no
 Python branching on the step, no host callbacks, no numpy on traced values.
-Rather than write each formula twice, once with ``jax.numpy`` and once with
-``keras.ops``, the formulas here take an :class:`Ops` object, a thin binding of
-the dozen operations they use to one array library. Each adapter subclasses it
-in a few lines.
+Rather than write each formula once with ``jax.numpy`` and once with
+``keras.ops``, every family's class defines it once, as
+``_formula(self, ops, t)`` (see :mod:`lrkit.schedules`), against an :class:`Ops`
+object: a thin binding of the dozen operations the formulas use to one array
+library, with the shared precision-preserving helpers below. Each adapter
+subclasses it in a few lines and calls :func:`lr_at`; :data:`NUMPY` binds it
+to numpy, which is how ``values()`` computes a family that defines nothing
+else. Nothing here knows any family: the adapters ask the schedule.
 
 Precision: the step stays an integer for as long as it can (offsets, ``min``
 with a length, ``divmod`` by a period), so converting it to float happens
 after the exact part. A few rewrites keep float32 close to the float64 pure
-schedules where a direct transcription would cancel:
+schedules where a direct transcription would cancel (the families' formulas
+use them; a new family should too):
 
 * ``(1 + cos(pi x)) / 2`` is computed as ``sin(pi r / 2) ** 2`` with
   ``r = 1 - x`` taken from the integer count of steps still to go, so the end
@@ -34,43 +39,34 @@ dropped or treated as "not yet" rather than converted with an overflow.
 from __future__ import annotations
 
 import abc
+import dataclasses
 import math
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
-from lrkit.schedules import (
-    WSD,
-    Constant,
-    Cosine,
-    CosineRestarts,
-    Cyclic,
-    Exponential,
-    InverseSqrt,
-    Join,
-    Linear,
-    MultiStep,
-    OneCycle,
-    Polynomial,
-    Replanned,
-    Scaled,
-    Schedule,
-    StepDecay,
-    Warmup,
-)
-from lrkit.spec import from_dict, parse
+import numpy as np
 
-__all__ = ["Ops", "as_schedule", "lr_at"]
+if TYPE_CHECKING:  # lrkit.schedules imports this module: no import at run time here
+    from lrkit.schedules import Schedule
+
+__all__ = ["NUMPY", "NumpyOps", "Ops", "as_schedule", "lr_at"]
 
 Array = Any
 
 
 def as_schedule(schedule_or_spec: Schedule | str | Mapping[str, Any]) -> Schedule:
-    """A schedule, from itself, a spec string or its ``to_dict()`` form.
+    """A schedule, from itself, a spec string or its ``to_dict()`` form, checked to
+    have a tensor formula (its class, and every schedule it wraps, define ``_formula``).
 
     Raises:
-        TypeError: for anything else (a controller has no closed form here).
+        TypeError: for anything else (a controller has no closed form here), or a
+            schedule whose family defines no ``_formula`` (the message names it).
     """
+    from lrkit.schedules import Schedule
+    from lrkit.spec import from_dict, parse
+
     if isinstance(schedule_or_spec, Schedule):
+        _check_formulas(schedule_or_spec)
         return schedule_or_spec
     if isinstance(schedule_or_spec, str):
         parsed = parse(schedule_or_spec)
@@ -87,34 +83,62 @@ def as_schedule(schedule_or_spec: Schedule | str | Mapping[str, Any]) -> Schedul
             f"expected a schedule, got {type(parsed).__name__} ({parsed!r}); controllers "
             "such as plateau(...) depend on metrics and have no step -> lr function"
         )
+    _check_formulas(parsed)
     return parsed
+
+
+def _parts(schedule: Schedule) -> Iterator[Schedule]:
+    """The schedule and those it wraps (fields holding schedules, or tuples of them)."""
+    from lrkit.schedules import Schedule
+
+    yield schedule
+    for f in dataclasses.fields(schedule):  # type: ignore[arg-type]
+        value = getattr(schedule, f.name)
+        for item in value if isinstance(value, tuple) else (value,):
+            if isinstance(item, Schedule):
+                yield from _parts(item)
+
+
+def _check_formulas(schedule: Schedule) -> None:
+    """Raise now, not at the first step, if some part of ``schedule`` has no tensor formula."""
+    from lrkit.schedules import Schedule
+
+    for part in _parts(schedule):
+        if type(part)._formula is Schedule._formula:
+            cls = type(part).__name__
+            raise TypeError(
+                f"{part.name or cls}(...) has no tensor formula for Keras and optax: define "
+                f"_formula(self, ops, t) in class {cls}, the lr at an integer array of steps "
+                f"t written with the array operations of ops (lrkit._formulas.Ops); see "
+                f"'Adding a family' in lrkit.schedules (in {schedule})"
+            )
 
 
 class Ops(abc.ABC):
     """The array operations the formulas use, bound to one library.
 
     Subclasses set ``xp`` (a module with numpy-style ``where``, ``minimum``,
-    ``maximum``, ``sin``, ``sqrt``, ``exp``, ``floor_divide``, ``searchsorted``,
-    ``take`` and ``broadcast_to``) and implement :meth:`asarray`, :meth:`cast`
-    and :meth:`shape`.
+    ``maximum``, ``sin``, ``sqrt``, ``exp``, ``log``, ``expm1``,
+    ``floor_divide``, ``searchsorted``, ``take`` and ``broadcast_to``) and
+    implement :meth:`asarray`, :meth:`cast` and :meth:`shape`. The derived
+    methods are the shared pieces of the formulas, in their precise forms
+    (module docstring).
 
     Args:
         int_dtype: the integer dtype steps are computed in (``"int32"`` or ``"int64"``).
         float_dtype: the float dtype of the result.
 
     Examples:
-        numpy has every operation, so a binding to it is four lines:
+        numpy has every operation, so its binding (:class:`NumpyOps`) is four
+        lines; :data:`NUMPY` is one in float64:
 
         >>> import numpy as np
         >>> import lrkit
-        >>> class NumpyOps(Ops):
-        ...     xp = np
-        ...     def asarray(self, value, dtype): return np.asarray(value, dtype=dtype)
-        ...     def cast(self, x, dtype): return np.asarray(x).astype(dtype)
-        ...     def shape(self, x): return np.shape(x)
         >>> s = lrkit.warmup(lrkit.cosine(lr=1.0, steps=4), steps=2)
-        >>> lr_at(s, np.arange(8), NumpyOps("int64", "float64")).round(6).tolist()
+        >>> lr_at(s, np.arange(8), NUMPY).round(6).tolist()
         [0.0, 0.5, 1.0, 0.853553, 0.5, 0.146447, 0.0, 0.0]
+        >>> NUMPY.fraction_left(np.arange(6), 4).tolist()  # 1 - min(t, 4) / 4
+        [1.0, 0.75, 0.5, 0.25, 0.0, 0.0]
     """
 
     xp: Any = None
@@ -181,28 +205,49 @@ class Ops(abc.ABC):
         s = self.xp.sin(rest * (math.pi / 2))
         return s * s
 
+    def half_cosine(self, t: Array, n: int) -> Array:
+        """``(1 + cos(pi min(t, n) / n)) / 2`` from the integer steps still to go."""
+        return self.half_cosine_rest(self.fraction_left(t, n))
 
-def _half_cosine(ops: Ops, t: Array, n: int) -> Array:
-    """``(1 + cos(pi min(t, n) / n)) / 2`` from the integer steps still to go."""
-    return ops.half_cosine_rest(_fraction_left(ops, t, n))
+    def fraction_left(self, t: Array, n: int) -> Array:
+        """``1 - min(t, n) / n`` from the integer steps still to go."""
+        if not self.fits(n):
+            return 1.0 - self.float_(t) / n
+        return self.float_(self.int_(n) - self.min_int(t, n)) / n
+
+    def divmod(self, t: Array, n: int) -> tuple[Array, Array]:
+        """``(t // n, t % n)`` in integers (``(0, t)`` when ``n`` is beyond the range)."""
+        if not self.fits(n):
+            return t - t, t
+        q = self.xp.floor_divide(t, self.int_(n))
+        return q, t - q * self.int_(n)
 
 
-def _fraction_left(ops: Ops, t: Array, n: int) -> Array:
-    """``1 - min(t, n) / n`` from the integer steps still to go."""
-    if not ops.fits(n):
-        return 1.0 - ops.float_(t) / n
-    return ops.float_(ops.int_(n) - ops.min_int(t, n)) / n
+class NumpyOps(Ops):
+    """:class:`Ops` bound to numpy: the default ``values()`` of a family that
+    defines only its ``_formula``, and a quick check of a formula without Keras or JAX."""
+
+    xp = np
+
+    def asarray(self, value: Any, dtype: str) -> np.ndarray:
+        return np.asarray(value, dtype=dtype)
+
+    def cast(self, x: Any, dtype: str) -> np.ndarray:
+        return np.asarray(x).astype(dtype, copy=False)
+
+    def shape(self, x: Any) -> tuple[int, ...]:
+        return np.shape(x)
 
 
-def _divmod(ops: Ops, t: Array, n: int) -> tuple[Array, Array]:
-    if not ops.fits(n):
-        return t - t, t
-    q = ops.xp.floor_divide(t, ops.int_(n))
-    return q, t - q * ops.int_(n)
+#: Ops on numpy int64 steps, in float64.
+NUMPY = NumpyOps("int64", "float64")
 
 
 def lr_at(schedule: Schedule, t: Array, ops: Ops) -> Array:
     """The learning rate of ``schedule`` at the integer steps ``t``, as a float array.
+
+    The schedule's own ``_formula(ops, t)``, cast to ``ops.float_dtype``, kept
+    from dipping below 0 by float rounding, and broadcast to ``t``'s shape.
 
     Args:
         schedule: any lrkit schedule (controllers are not schedules).
@@ -213,294 +258,9 @@ def lr_at(schedule: Schedule, t: Array, ops: Ops) -> Array:
         A float array of ``t``'s shape.
 
     Raises:
-        TypeError: for an object that is not a schedule of a known family.
+        NotImplementedError: a schedule whose family defines no ``_formula``
+            (:func:`as_schedule` says so before any step is computed).
     """
-    out = ops.cast(_formula(schedule, t, ops), ops.float_dtype)
+    out = ops.cast(schedule._formula(ops, t), ops.float_dtype)
     # Every formula is >= 0 in exact arithmetic; keep float rounding from dipping below.
     return ops.xp.broadcast_to(ops.xp.maximum(out, 0.0), ops.shape(t))
-
-
-def _formula(s: Schedule, t: Array, ops: Ops) -> Array:
-    xp = ops.xp
-    if isinstance(s, Constant):
-        return ops.float_(t) * 0.0 + s.lr
-
-    if isinstance(s, StepDecay):
-        k, _ = _divmod(ops, t, s.step_size)
-        return s.lr * ops.power(s.gamma, ops.float_(k))
-
-    if isinstance(s, MultiStep):
-        reachable = [m for m in s.milestones if ops.fits(m)]
-        if not reachable:
-            return ops.float_(t) * 0.0 + s.lr
-        k = xp.searchsorted(ops.asarray(reachable, ops.int_dtype), t, side="right")
-        return s.lr * ops.power(s.gamma, ops.float_(k))
-
-    if isinstance(s, Exponential):
-        return s.lr * ops.power(s.gamma, ops.float_(t))
-
-    if isinstance(s, Linear):
-        # start * (1 - x) + end * x: both terms >= 0, no cancellation, exact at x = 0.
-        x = ops.float_(t) / s.steps
-        moving = s.start_lr * _fraction_left(ops, t, s.steps) + s.end_lr * x
-        return ops.before(t, s.steps, moving, ops.float_(t) * 0.0 + s.end_lr)
-
-    if isinstance(s, Cosine):
-        return s.min_lr + (s.lr - s.min_lr) * _half_cosine(ops, t, s.steps)
-
-    if isinstance(s, CosineRestarts):
-        return _cosine_restarts(s, t, ops)
-
-    if isinstance(s, Polynomial):
-        # lr * L + end_lr * (1 - L) with L = (1 - x) ** power, both weights from
-        # exp / expm1 so that neither cancels (exactly lr at x = 0, end_lr at x = 1).
-        # 1 - x comes from the integer steps still to go: exactly 0 at the end even
-        # where XLA turns the division into a multiplication by a rounded reciprocal.
-        log_left = s.power * xp.log(_fraction_left(ops, t, s.steps))
-        return s.lr * xp.exp(log_left) - s.end_lr * xp.expm1(log_left)
-
-    if isinstance(s, Cyclic):
-        up, down = s.step_size_up, s._down
-        cycle, pos = _divmod(ops, t, up + down)
-        pos_f = ops.float_(pos)
-        rising = pos <= ops.int_(min(up, ops.int_max))
-        height = xp.where(rising, pos_f / up, (up + down - pos_f) / down)
-        if s.mode == "triangular":
-            scale = 1.0
-        elif s.mode == "triangular2":
-            scale = ops.power(0.5, ops.float_(cycle))
-        else:
-            scale = ops.power(s.gamma, ops.float_(t))
-        return s.min_lr + (s.max_lr - s.min_lr) * height * scale
-
-    if isinstance(s, OneCycle):
-        return _one_cycle(s, t, ops)
-
-    if isinstance(s, InverseSqrt):
-        w = s.warmup_steps
-        tf = ops.float_(t)
-        rising = s.lr * tf / w
-        falling = s.lr * xp.sqrt(w / xp.maximum(tf, float(w)))
-        return ops.before(t, w, rising, falling)
-
-    if isinstance(s, WSD):
-        return _wsd(s, t, ops)
-
-    if isinstance(s, Warmup):
-        inner = _formula(s.schedule, ops.offset(t, s.steps), ops)
-        x = ops.float_(ops.min_int(t, s.steps)) / s.steps
-        rest = _fraction_left(ops, t, s.steps)  # 1 - x, from the integer steps to go
-        target = s.schedule._at(0)
-        # Blends of start_lr and target with weights >= 0 summing to 1: no cancellation.
-        if s.shape == "exponential":
-            ramp = s.start_lr * ops.power(target / s.start_lr, x)
-        elif s.shape == "linear":
-            ramp = s.start_lr * rest + target * x
-        else:  # (1 - cos(pi x)) / 2 = sin(pi x / 2) ** 2, and 1 minus it = sin(pi rest / 2) ** 2
-            ramp = s.start_lr * ops.half_cosine_rest(rest) + target * ops.half_cosine_rest(x)
-        return ops.before(t, s.steps, ramp, inner)
-
-    if isinstance(s, Join):
-        bounds = [b for b in s.boundaries if ops.fits(b)]
-        parts = s.schedules[: len(bounds) + 1]  # parts past the integer range never run
-        begins = (0, *bounds)
-        out = _formula(parts[-1], ops.offset(t, begins[-1]), ops)
-        for part, begin, end in reversed(list(zip(parts[:-1], begins[:-1], bounds, strict=True))):
-            out = ops.before(t, end, _formula(part, ops.offset(t, begin), ops), out)
-        return out
-
-    if isinstance(s, Scaled):
-        return s.factor * _formula(s.schedule, t, ops)
-
-    if isinstance(s, Replanned):
-        return _replanned(s, t, ops)
-
-    raise TypeError(
-        f"no tensor formula for {type(s).__name__} ({s!r}); expected an lrkit schedule "
-        "of one of the families in lrkit.FACTORIES, or a join or scaled schedule"
-    )
-
-
-def _cosine_restarts(s: CosineRestarts, t: Array, ops: Ops) -> Array:
-    xp = ops.xp
-    if s.period_mult == 1:
-        cycle, into = _divmod(ops, t, s.period)
-        rest = _fraction_left(ops, into, s.period)
-    else:
-        # Cycle starts up to the largest step the integer type holds, for a lookup.
-        starts, ends = [0], [s.period]
-        while ends[-1] <= ops.int_max:
-            length = ends[-1] - starts[-1]
-            starts.append(ends[-1])
-            ends.append(ends[-1] + length * s.period_mult)
-        cycle = xp.searchsorted(ops.asarray(starts, ops.int_dtype), t, side="right") - 1
-        begin = xp.take(ops.asarray(starts, ops.int_dtype), cycle)
-        lengths = [float(e - b) for b, e in zip(starts, ends, strict=True)]
-        length = xp.take(ops.asarray(lengths, ops.float_dtype), cycle)
-        rest = (length - ops.float_(t - begin)) / length  # exact below 2**24 steps
-    amplitude = (s.lr - s.min_lr) * ops.power(s.decay, ops.float_(cycle))
-    return s.min_lr + amplitude * ops.half_cosine_rest(rest)
-
-
-def _phase_values(
-    s: OneCycle,
-    phases: list[tuple[float, float, float]],
-    u: Array,
-    ops: Ops,
-    last_rest: Array | None = None,
-) -> list[Array]:
-    """Each one-cycle phase's value at position ``u`` (the caller picks the phase).
-
-    ``last_rest``, when given, is the last phase's distance to its end, in
-    steps, taken from integer counts by the caller (more precise than
-    ``stop - u`` in float32).
-    """
-    begin = 0.0
-    values = []
-    for k, (stop, a, b) in enumerate(phases):
-        span = stop - begin
-        if span > 0:
-            x = (u - begin) / span
-            if last_rest is not None and k == len(phases) - 1:
-                rest = last_rest / span
-            else:
-                rest = (stop - u) / span
-        else:
-            x = u * 0.0 + 1.0
-            rest = u * 0.0
-        # Blends of a and b with weights >= 0 summing to 1 (no cancellation when a << b):
-        # b + (a - b) * (1 + cos(pi x)) / 2 = a * sin(pi rest / 2)**2 + b * sin(pi x / 2)**2.
-        if s.anneal == "cos":
-            values.append(a * ops.half_cosine_rest(rest) + b * ops.half_cosine_rest(x))
-        else:
-            values.append(a * rest + b * x)
-        begin = stop
-    return values
-
-
-def _one_cycle(s: OneCycle, t: Array, ops: Ops) -> Array:
-    xp = ops.xp
-    last = s.steps - 1
-    t = ops.min_int(t, last)
-    tf = ops.float_(t)
-    phases = s._phases()
-    values = _phase_values(s, phases, tf, ops)
-    # The first phase whose stop is >= t; for an integer t that is t <= floor(stop),
-    # compared exactly in integers (a float32 stop could round across t).
-    out = values[-1]
-    for (stop, _, _), value in reversed(list(zip(phases[:-1], values[:-1], strict=True))):
-        out = ops.before(t, math.floor(stop) + 1, value, out)
-    # Phase stops are not integers, and a phase can be shorter than float32 can
-    # resolve near a step (pct_start * steps - 1 a hair below an integer). The
-    # steps next to each stop take the float64 value, worked out here.
-    near = {math.floor(stop) + d for stop, _, _ in phases for d in (-1, 0, 1, 2)}
-    for k in sorted(k for k in near if 0 <= k <= last and ops.fits(k)):
-        out = xp.where(t == ops.int_(k), s._at(k), out)
-    return out
-
-
-def _wsd(s: WSD, t: Array, ops: Ops) -> Array:
-    xp = ops.xp
-    w, d = s.warmup_steps, s.decay_count
-    out = ops.float_(t) * 0.0 + s.lr
-    if w:
-        out = ops.before(t, w, s.lr * ops.float_(t) / w, out)
-    start = s.steps - d
-    if d and ops.fits(start):
-        into = ops.offset(t, start)
-        rest = _fraction_left(ops, into, d)  # 1 - x, from the integer steps to go
-        into = ops.min_int(into, d)
-        if s.decay_shape == "1-sqrt":
-            shape = rest / (1.0 + xp.sqrt(ops.float_(into) / d))
-        elif s.decay_shape == "linear":
-            shape = rest
-        else:
-            shape = ops.half_cosine_rest(rest)
-        out = ops.before(t, start, out, s.min_lr + (s.lr - s.min_lr) * shape)
-    return out
-
-
-# --------------------------------------------------------------------------
-# Replanned schedules: the old plan evaluated between its integer steps.
-# --------------------------------------------------------------------------
-
-
-def _replanned(s: Replanned, t: Array, ops: Ops) -> Array:
-    """``s.schedule`` before ``s.at``; after it, ``s.schedule`` at the remapped position.
-
-    The position is carried as two floats: ``u`` (the old plan's step) and ``g``
-    (the old plan's steps still to go before its end), ``g`` worked out from the
-    integer count of new steps still to go, so a decay keeps its relative
-    precision near its end as the integer formulas do.
-    """
-    if s._same is not None:
-        return _formula(s._same, t, ops)
-    head = _formula(s.schedule, t, ops)
-    if not ops.fits(s.at):
-        return head  # the change lies past the largest step: never reached
-    since = ops.offset(t, s.at)  # 0 before at, where the head is taken
-    rest = _fraction_left(ops, since, s._new_span)  # 1 - fraction of the new remainder done
-    done = ops.float_(ops.min_int(since, s._new_span)) / s._new_span
-    u = s.at + s._old_span * done
-    tail = _at_position(s.schedule, u, s._old_span * rest, ops)
-    return ops.before(t, s.at, head, tail)
-
-
-def _at_position(s: Schedule, u: Array, g: Array, ops: Ops) -> Array:
-    """A replannable schedule at the float position ``u``, ``g`` steps before its end."""
-    xp = ops.xp
-    if isinstance(s, Cosine):
-        return s.min_lr + (s.lr - s.min_lr) * ops.half_cosine_rest(g / s.steps)
-    if isinstance(s, Linear):
-        return s.start_lr * (g / s.steps) + s.end_lr * xp.minimum(u / s.steps, 1.0)
-    if isinstance(s, Polynomial):
-        log_left = s.power * xp.log(g / s.steps)
-        return s.lr * xp.exp(log_left) - s.end_lr * xp.expm1(log_left)
-    if isinstance(s, WSD):
-        return _wsd_at_position(s, u, g, ops)
-    if isinstance(s, OneCycle):
-        return _one_cycle_at_position(s, u, g, ops)
-    if isinstance(s, Replanned):
-        if s._tail is not None:  # a wsd with its decay moved: the same end step
-            return _at_position(s._tail, u, g, ops)
-        shift = float(s._new_end - s._old_end)  # its end step minus its schedule's
-        if s._same is not None:  # the plan was over: the schedule itself, held
-            return _at_position(
-                s.schedule, xp.minimum(u, float(s._old_end)), xp.maximum(g - shift, 0.0), ops
-            )
-        head = _at_position(s.schedule, u, xp.maximum(g - shift, 0.0), ops)
-        done = xp.minimum(xp.maximum((u - s.at) / s._new_span, 0.0), 1.0)
-        rest = xp.minimum(xp.maximum(g / s._new_span, 0.0), 1.0)
-        tail = _at_position(s.schedule, s.at + s._old_span * done, s._old_span * rest, ops)
-        return xp.where(u < s.at, head, tail)
-    raise TypeError(f"no replan formula for {type(s).__name__} ({s!r})")
-
-
-def _wsd_at_position(s: WSD, u: Array, g: Array, ops: Ops) -> Array:
-    xp = ops.xp
-    w, d = s.warmup_steps, s.decay_count
-    out = u * 0.0 + s.lr
-    if w:
-        out = xp.where(u < w, s.lr * u / w, out)
-    if d:
-        rest = xp.minimum(g, float(d)) / d  # 1 - x, from the steps still to go
-        if s.decay_shape == "1-sqrt":
-            shape = rest / (1.0 + xp.sqrt(xp.maximum(1.0 - rest, 0.0)))
-        elif s.decay_shape == "linear":
-            shape = rest
-        else:
-            shape = ops.half_cosine_rest(rest)
-        out = xp.where(u < s.steps - d, out, s.min_lr + (s.lr - s.min_lr) * shape)
-    return out
-
-
-def _one_cycle_at_position(s: OneCycle, u: Array, g: Array, ops: Ops) -> Array:
-    xp = ops.xp
-    u = xp.minimum(u, float(s.steps - 1))
-    phases = s._phases()
-    # The last phase ends where the plan does: its rest is g, to full precision.
-    values = _phase_values(s, phases, u, ops, last_rest=g)
-    out = values[-1]
-    for (stop, _, _), value in reversed(list(zip(phases[:-1], values[:-1], strict=True))):
-        out = xp.where(u <= stop, value, out)
-    return out

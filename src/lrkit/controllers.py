@@ -252,29 +252,26 @@ class PlateauDetector:
 def warmup_steps(schedule: Any) -> int:
     """How many steps of ``schedule`` are warmup (0 when it has none).
 
-    Looks through scaling and into the first part of a join: ``warmup(...)``
-    counts its ``steps``; ``wsd`` and ``inverse_sqrt`` their ``warmup_steps``.
+    The end of its first phase when that phase is a ``"warmup"``, as the
+    schedule's class says (``Schedule._phase_starts``): ``warmup(...)`` counts
+    its ``steps``; ``wsd`` and ``inverse_sqrt`` their ``warmup_steps``; scaling
+    looks through, a join ends it at its first boundary at the latest, and a
+    replanned schedule at its ``at`` (as planned before it). Anything that is
+    not a schedule has none.
 
     Examples:
         >>> from lrkit.schedules import cosine, warmup
         >>> warmup_steps(0.5 * warmup(cosine(lr=0.1, steps=100), steps=10))
         10
     """
-    from lrkit import schedules
-    from lrkit.schedules import WSD, InverseSqrt, Join, Scaled, Warmup
+    from lrkit.schedules import Schedule
 
-    replanned = getattr(schedules, "Replanned", None)
-    if replanned is not None and isinstance(schedule, replanned):
-        return min(warmup_steps(schedule.schedule), schedule.at)  # as planned before ``at``
-    if isinstance(schedule, Scaled):
-        return warmup_steps(schedule.schedule)
-    if isinstance(schedule, Warmup):
-        return schedule.steps
-    if isinstance(schedule, (WSD, InverseSqrt)):
-        return schedule.warmup_steps
-    if isinstance(schedule, Join):
-        return min(warmup_steps(schedule.schedules[0]), schedule.boundaries[0])
-    return 0
+    if not isinstance(schedule, Schedule):
+        return 0
+    phases = schedule._phase_starts()
+    if len(phases) < 2 or phases[0][1] != "warmup":
+        return 0
+    return phases[1][0]
 
 
 # ---------------------------------------------------------------------------

@@ -113,7 +113,9 @@ def to_optax(
         keep the current lr in the optimizer state.
 
     Raises:
-        TypeError: for something that is not a schedule (a controller, a number).
+        TypeError: for something that is not a schedule (a controller, a number),
+            or a schedule of a family that defines no ``_formula`` (see
+            :mod:`lrkit.schedules`, "Adding a family").
         ValueError: for an invalid spec, with the offending part.
 
     Examples:

@@ -20,7 +20,6 @@ Examples:
 
 from __future__ import annotations
 
-import math
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lrkit import schedules as sch
 from lrkit.schedules import Schedule
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -245,56 +243,13 @@ def sparkline(values: np.ndarray, width: int = 60, *, log: bool = False) -> str:
     return "".join(_BARS[k] for k in levels)
 
 
-def _phase_steps(s: Schedule, limit: int) -> list[int]:
-    """Steps below ``limit`` where a phase of ``s`` begins: warmup ends, milestones, ends.
-
-    Known families are read from their fields; any other schedule gives its
-    ``length``. Periodic families give their first few cycles only.
-    """
-    if limit <= 0:
-        return []
-    if isinstance(s, sch.Scaled):
-        return _phase_steps(s.schedule, limit)
-    if isinstance(s, sch.Warmup):
-        inner = _phase_steps(s.schedule, limit - s.steps)
-        return [s.steps, *(s.steps + b for b in inner)]
-    if isinstance(s, sch.Join):
-        out = list(s.boundaries)
-        for part, begin in zip(s.schedules, (0, *s.boundaries), strict=True):
-            out += [begin + b for b in _phase_steps(part, limit - begin)]
-        return out
-    if isinstance(s, sch.WSD):
-        return [s.warmup_steps, s.steps - s.decay_count, s.steps]
-    if isinstance(s, sch.OneCycle):
-        peak = max(0, math.ceil(s.pct_start * s.steps - 1 - 1e-9))
-        ends = [peak, 2 * peak] if s.three_phase else [peak]
-        return [*ends, s.steps - 1]
-    if isinstance(s, sch.InverseSqrt):
-        return [s.warmup_steps]
-    if isinstance(s, sch.MultiStep):
-        return list(s.milestones)
-    if isinstance(s, sch.StepDecay):
-        return list(range(s.step_size, min(limit, 8 * s.step_size + 1), s.step_size))
-    if isinstance(s, sch.Cyclic):
-        up, down = s.step_size_up, s._down
-        return [c * (up + down) + off for c in range(4) for off in (up, up + down)]
-    if isinstance(s, sch.CosineRestarts):
-        out, start, period = [], 0, s.period
-        for _ in range(8):
-            start += period
-            period *= s.period_mult
-            out.append(start)
-        return out
-    return [] if s.length is None else [s.length]
-
-
 def key_steps(schedule: Schedule, n: int, *, rows: int = 8) -> list[int]:
     """A few steps in ``[0, n)`` that tell the story of a schedule, for a compact table.
 
     Step 0 and the last step ``n - 1``; the steps where a phase begins (a
-    warmup's end, a decay's start, a milestone, the schedule's end), earliest
-    first; the step of the peak; then evenly spread steps until there are
-    ``rows``.
+    warmup's end, a decay's start, a milestone, the schedule's end: as the
+    schedule's class gives them), earliest first; the step of the peak; then
+    evenly spread steps until there are ``rows``.
 
     Args:
         schedule: the schedule.
@@ -320,7 +275,7 @@ def key_steps(schedule: Schedule, n: int, *, rows: int = 8) -> list[int]:
         picks.add(length)
     top = int(np.argmax(schedule.values(_sample_steps(n))))
     picks.add(int(_sample_steps(n)[top]))
-    for step in sorted(set(_phase_steps(schedule, n))):
+    for step, _ in schedule._phase_starts():  # by step
         if len(picks) >= rows:
             break
         if 0 < step < n:

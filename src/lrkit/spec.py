@@ -150,6 +150,10 @@ def register(
     ``factory(**fields)`` with the keys of the dict, so a registered factory
     should accept the fields its ``to_dict()`` writes as keywords.
 
+    A new schedule family is one :class:`lrkit.Schedule` subclass registered
+    here; with its ``_formula`` it also runs in ``to_keras`` and ``to_optax``
+    (:mod:`lrkit.schedules`, "Adding a family: one class").
+
     Args:
         name: the spec name, a Python identifier such as ``"plateau"``.
         factory: a callable that returns the object (a class or a function).

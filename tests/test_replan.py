@@ -492,3 +492,11 @@ def test_any_schedule_either_replans_lawfully_or_says_it_cannot(s) -> None:
         assert "cannot replan" in str(e) or "steps must be" in str(e)
         return
     assert r(end // 2) == s(end // 2) and r.length == end + 50
+
+
+def test_a_plan_over_at_step_0_holds_its_end_value_when_replanned_at_0() -> None:
+    # one_cycle(steps=1) ends at step 0 (its own convention): nothing is left to
+    # stretch, so a replan at 0 holds the end value instead of starting a new cycle.
+    s = lrkit.one_cycle(max_lr=1.0, steps=1, pct_start=0.5, div_factor=2.0, final_div_factor=1.0)
+    r = check_replan(s, 3, 0)
+    assert [r(t) for t in range(5)] == [0.5] * 5

@@ -1918,9 +1918,13 @@ _WARPABLE = (Cosine, Linear, Polynomial, OneCycle, WSD, Replanned)
 
 
 def _replan_family(s: Schedule, steps: int, at: int) -> Schedule:
-    """``Replanned(s, steps, at)``, or ``s`` with ``steps`` changed when ``at == 0``."""
+    """``Replanned(s, steps, at)``, or ``s`` with ``steps`` changed when ``at == 0``.
+
+    Not when the plan is already over at step 0 (``one_cycle(steps=1)`` ends at
+    step 0): there the result holds the end value, as for any ``at`` past the end.
+    """
     replanned = Replanned(s, steps, at)
-    if at == 0:
+    if at == 0 and _end_step(s) > 0:
         moved = replace(s, steps=steps)  # type: ignore[type-var]
         if moved._at(0) == s._at(0):  # one_cycle's first phase can vanish for few steps
             return moved

@@ -1924,7 +1924,7 @@ def _replan_family(s: Schedule, steps: int, at: int) -> Schedule:
     step 0): there the result holds the end value, as for any ``at`` past the end.
     """
     replanned = Replanned(s, steps, at)
-    if at == 0 and _end_step(s) > 0:
+    if at == 0 and replanned._old_end > 0:
         moved = replace(s, steps=steps)  # type: ignore[type-var]
         if moved._at(0) == s._at(0):  # one_cycle's first phase can vanish for few steps
             return moved

@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 OUT    ?= lrkit-gallery
 
-.PHONY: setup demo gallery test browser lint bench clean
+.PHONY: setup demo gallery test browser postgres lint bench clean
 
 setup: $(STAMP)
 
@@ -43,8 +43,8 @@ gallery: setup
 	$(BIN)/lrkit schedule $(GALLERY) --steps 1000 --format png --out $(OUT)/schedules.png
 	$(BIN)/lrkit schedule $(GALLERY) --steps 1000 --format table
 
-test: setup browser
-	$(BIN)/python -m pytest -n 2 -p no:cacheprovider
+test: setup browser postgres
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -p no:cacheprovider
 
 # The report test opens report.html in headless Chromium: Debian's package,
 # installed when missing (needs root or sudo; CI runs as root).
@@ -53,6 +53,14 @@ browser:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+
+# The shared-study tune tests start a throwaway PostgreSQL server (initdb, pg_ctl):
+# Debian's package, installed when missing (its binaries are in /usr/lib/postgresql/N/bin).
+postgres:
+	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends postgresql >/dev/null; }
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks examples

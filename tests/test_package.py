@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-HEAVY = ("torch", "typer", "rich", "matplotlib", "jax", "keras", "optax", "optuna", "tensorflow")
+HEAVY = (
+    "torch", "typer", "rich", "matplotlib", "jax", "keras", "optax", "optuna", "tensorflow", "ray",
+)  # fmt: skip
 
 
 def test_import_lrkit_loads_nothing_heavier_than_numpy() -> None:
@@ -45,7 +47,8 @@ def test_torch_extra_admits_the_pinned_cpu_build() -> None:
 
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
     extras = meta["project"]["optional-dependencies"]
-    assert {"torch", "keras", "jax", "lrfree", "tune", "dev", "all"} <= set(extras)
+    assert {"torch", "keras", "jax", "lrfree", "tune", "ray", "dev", "all"} <= set(extras)
+    assert "ray" in extras["all"][0]
     (torch_req,) = [req for req in extras["torch"] if req.startswith("torch")]
     low, high = re.fullmatch(r"torch>=([\d.]+),<([\d.]+)", torch_req).groups()
     as_tuple = lambda v: tuple(int(p) for p in v.split("."))  # noqa: E731

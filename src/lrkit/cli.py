@@ -37,6 +37,7 @@ from lrkit.schedules import Schedule
 
 if TYPE_CHECKING:
     from lrkit.bench.advice import Advice
+    from lrkit.bench.pbt import PbtResults
 
 __all__ = ["app", "main"]
 
@@ -343,6 +344,7 @@ _COMPARE_EXAMPLES = """\
       --lrs "logspace(1e-4,1,9)" --budget 0.5 --workers 2
   lrkit compare --tasks quadratic,rosenbrock --optimizers prodigy --multipliers 0.5,1,2
   lrkit compare --tasks digits --optimizers sgd,adam --lrs auto
+  lrkit compare --tasks train.py:my_task --executor ray --address auto   on a Ray cluster
 
 Schedules are lrkit specs that may leave out lr and steps ("cosine()"): each
 run fills them with its learning rate and the task's step budget. Run the
@@ -593,8 +595,27 @@ def compare_cmd(
         int | None,
         typer.Option(
             "--workers",
-            help="Worker processes. Default: the CPU count. 0: run in this process.",
+            help="Worker processes. Default: the CPU count. 0: run in this process. "
+            "With --executor ray: runs at once (and a new local Ray's CPUs).",
             metavar="N",
+            show_default=False,
+        ),
+    ] = None,
+    executor: Annotated[
+        str,
+        typer.Option(
+            "--executor",
+            metavar="local|ray",
+            help="Where runs execute: local worker processes, or Ray tasks (needs "
+            "pip install 'lrkit[ray]'; without --address, a new local Ray for this command).",
+        ),
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address",
+            metavar="ADDR",
+            help="With --executor ray: the cluster to join (auto, HOST:6379 or ray://HOST:10001).",
             show_default=False,
         ),
     ] = None,
@@ -618,11 +639,12 @@ def compare_cmd(
 ) -> None:
     """Compare optimizers x schedules x learning rates x seeds on built-in tasks or your own.
 
-    Runs every pending run of the grid in parallel worker processes, stores
-    each run as it finishes in a SQLite file (an interrupted compare resumes
-    where it stopped), writes [bold]OUT/results.json[/bold] (every run: config,
-    status, curves, final metrics) and prints, per task, each optimizer x
-    schedule at its best learning rate.
+    Runs every pending run of the grid in parallel worker processes (or as
+    Ray tasks: --executor ray), stores each run as it finishes in a SQLite
+    file (an interrupted compare resumes where it stopped), writes
+    [bold]OUT/results.json[/bold] (every run: config, status, curves, final
+    metrics) and prints, per task, each optimizer x schedule at its best
+    learning rate.
     """
     import sys
 
@@ -633,6 +655,10 @@ def compare_cmd(
 
     if workers is not None and workers < 0:
         raise _fail(f"--workers must be an integer >= 0, got {workers}")
+    if executor not in ("local", "ray"):
+        raise _fail(f"--executor must be local or ray, got {executor!r}")
+    if address is not None and executor != "ray":
+        raise _fail("--address is for --executor ray (the Ray cluster to join)")
     try:
         results = compare(
             tasks or None,
@@ -645,6 +671,8 @@ def compare_cmd(
             workers=workers,
             out=out,
             store=store,
+            executor=executor,
+            address=address,
             progress=make_progress(),
             on_note=typer.echo,
             tensorboard=tensorboard,
@@ -673,7 +701,13 @@ def compare_cmd(
     typer.echo(
         f"{report.total} runs: {report.ran} run now, {report.skipped} from the store{retried}; "
         f"{report.wall_time:.1f}s "
-        + (f"on {report.workers} worker(s)" if report.workers else "in this process")
+        + (
+            f"on Ray, {report.workers} at a time"
+            if executor == "ray" and report.ran
+            else f"on {report.workers} worker(s)"
+            if report.workers
+            else "in this process"
+        )
     )
     typer.echo(f"wrote {out / 'results.json'} and {out / 'report.html'} (store: {results.store})")
     if tensorboard is not None:
@@ -720,7 +754,10 @@ _TUNE_EXAMPLES = """\
 
 --trials N is the study's total of finished (COMPLETE + PRUNED) trials: the
 same command again resumes and stops at N. A trial whose process died is
-marked FAIL and does not count."""
+marked FAIL and does not count. Several lrkit tune commands (machines) with
+one --storage postgresql://... and --study share the study: N is their total.
+Keep the password off the command line: put the URL in $LRKIT_STORAGE, or
+use PGPASSWORD or ~/.pgpass (see docs/tune.md)."""
 
 
 @app.command("tune", epilog=_TUNE_EXAMPLES)
@@ -766,7 +803,14 @@ def tune_cmd(
             "--trials", metavar="N", help="The study's total of COMPLETE + PRUNED trials."
         ),
     ] = 20,
-    search: Annotated[str, typer.Option("--search", help="tpe or random.")] = "tpe",
+    search: Annotated[
+        str,
+        typer.Option(
+            "--search",
+            help="tpe, random, or pbt (Ray Tune's population-based training: the population "
+            "is --trials, the schedule found goes to results.json as pbt_schedule).",
+        ),
+    ] = "tpe",
     pruner: Annotated[str, typer.Option("--pruner", help="median, hyperband or none.")] = "median",
     seeds: Annotated[
         int,
@@ -823,7 +867,7 @@ def tune_cmd(
         results = tune(
             tasks,
             optimizers=optimizers or ["adam"],
-            schedules=schedules or ["cosine()"],
+            schedules=schedules or (["constant()"] if search == "pbt" else ["cosine()"]),
             lr_range=lr_range,
             trials=trials,
             search=search,
@@ -850,6 +894,9 @@ def tune_cmd(
         raise _fail(str(err), code=1) from None
     except OSError as err:
         raise _fail(f"cannot write the outputs: {err}", code=1) from None
+    if search == "pbt":
+        _print_pbt(results, out)  # type: ignore[arg-type]  # tune returns PbtResults then
+        return
     counts = results.counts()
     typer.echo(
         f"study {results.study!r} ({results.storage}): "
@@ -871,6 +918,33 @@ def tune_cmd(
         typer.echo(
             f"{results.failed} trial(s) failed with an error (state FAIL; the reasons are in "
             f"{out / 'results.json'}, the tracebacks in {out / 'runs.sqlite'})",
+            err=True,
+        )
+        sys.exit(1)
+
+
+def _print_pbt(results: PbtResults, out: Path) -> None:
+    """Print a population-based run: its members, the best one's schedule, exit 1 on errors."""
+    import sys
+
+    for m in results.members:
+        final = "-" if m["final"] is None else f"{m['final']:.4g}"
+        typer.echo(
+            f"member {m['member']}: {m['optimizer']} start lr={m['start_lr']:g}, "
+            f"{m['status']} {final}, {m['exploits']} exploit(s): {m['schedule']}"
+        )
+    best = results.best
+    if best is None:
+        typer.echo("no member finished with a finite value")
+    else:
+        typer.echo(f"best: member {best.trial}, {best.metric}={best.value:.4g}")
+        typer.echo(f"pbt_schedule: {best.optimizer}  {results.pbt_schedule}")
+        typer.echo(f"replay it: {best.command}")
+    typer.echo(f"wrote {out / 'results.json'}")
+    if results.failed:
+        typer.echo(
+            f"{results.failed} member(s) failed with an error (the reasons are in "
+            f"{out / 'results.json'})",
             err=True,
         )
         sys.exit(1)

@@ -50,7 +50,7 @@ from lrkit.bench.grid import (
     with_pair_lrs,
 )
 from lrkit.bench.progress import Progress
-from lrkit.bench.run import RunResult
+from lrkit.bench.run import RunConfig, RunResult
 from lrkit.bench.runner import Executor, RunnerReport, run_grid
 from lrkit.bench.store import RunStore
 from lrkit.bench.trial import Task
@@ -228,6 +228,32 @@ def _lr_values(lrs: Sequence[float | str] | str | None) -> tuple[bool, list[floa
     return False, parse_lrs(texts) if texts else None
 
 
+def _run(
+    configs: list[RunConfig],
+    store: RunStore,
+    workers: int | None,
+    executor: Executor | str,
+    address: str | None,
+    progress: Progress | None,
+) -> RunnerReport:
+    """:func:`run_grid` on the executor named; a Ray is started only when a run is pending."""
+    if not isinstance(executor, str):
+        return run_grid(configs, store, executor=executor, progress=progress)
+    done = store.done_keys()
+    if executor == "local" or all(config.key() in done for config in configs):
+        return run_grid(configs, store, workers=workers, progress=progress)
+    from lrkit.bench.ray_executor import RayExecutor
+
+    ray = RayExecutor(workers, address=address, tasks=sorted({c.task for c in configs}))
+    try:
+        report = run_grid(configs, store, executor=ray, progress=progress)
+    except BaseException:
+        ray.shutdown(kill=True)
+        raise
+    ray.shutdown()
+    return report
+
+
 def compare(
     tasks: Sequence[str | Task] | str | Task | None = None,
     *,
@@ -240,7 +266,8 @@ def compare(
     workers: int | None = None,
     out: str | Path | None = DEFAULT_OUT,
     store: str | Path | None = None,
-    executor: Executor | None = None,
+    executor: Executor | str | None = None,
+    address: str | None = None,
     progress: Progress | None = None,
     on_note: Callable[[str], None] | None = None,
     tensorboard: str | Path | None = None,
@@ -266,7 +293,14 @@ def compare(
         out: Output folder (results.json, report.html, PNGs; the store by
             default); ``None`` writes nothing but the store.
         store: The SQLite run store (default ``OUT/runs.sqlite``); a rerun resumes.
-        executor: Run on this executor instead of local processes.
+        executor: ``"local"`` (the default: worker processes, or this
+            process with ``workers=0``), ``"ray"`` (each run a Ray task:
+            :mod:`lrkit.bench.ray_executor`; ``workers`` is then the runs in
+            flight, default the CPUs), or an :class:`Executor` to run on
+            (the caller shuts it down).
+        address: With ``executor="ray"``: ``None`` starts a new local Ray
+            for this call and stops it at the end; ``"auto"``,
+            ``"HOST:6379"`` or ``"ray://HOST:10001"`` joins that cluster.
         progress: Told about each finished run.
         on_note: Called with each note about the grid as it is found
             (e.g. a spec that sets its own lr).
@@ -281,6 +315,8 @@ def compare(
             spec that does not parse (nothing ran).
         lrkit.bench.store.StoreError: The store cannot be used.
         WorkersFailed: Worker processes keep dying at start-up.
+        lrkit.bench.ray_executor.RayUnavailable: (a ``GridError``) Ray is
+            not installed, does not start, or the cluster cannot be reached.
         OSError: An output cannot be written.
     """
     notes: list[str] = []
@@ -309,8 +345,16 @@ def compare(
         seeds=seeds,
         budget=budget,
     )
+    if executor is None:
+        executor = "local"
+    if isinstance(executor, str) and executor not in ("local", "ray"):
+        raise GridError(f"--executor must be 'local' or 'ray', got {executor!r}")
+    if address is not None and executor != "ray":
+        raise GridError("--address is for --executor ray (the Ray cluster to join)")
+    if executor == "ray" and workers is not None and workers < 1:
+        raise GridError(f"--workers must be >= 1 with --executor ray, got {workers}")
     local = [ref for ref in grid.tasks if "<locals>" in ref]
-    if local and workers != 0 and executor is None:
+    if local and (executor == "ray" or (workers != 0 and executor == "local")):
         raise GridError(
             f"task {local[0]!r} is defined inside a function, so worker processes cannot "
             "import it: pass workers=0, or define it at a module's top level"
@@ -322,7 +366,7 @@ def compare(
         grid, found = _auto_grid(grid, store_path, note)
     configs = expand_grid(grid)
     with RunStore(store_path) as run_store:
-        report = run_grid(configs, run_store, workers=workers, executor=executor, progress=progress)
+        report = _run(configs, run_store, workers, executor, address, progress)
         results = run_store.results(report.keys)
     order = {key: i for i, key in enumerate(report.keys)}
     results.sort(key=lambda r: order[r.key])

@@ -12,7 +12,8 @@ an :class:`Executor`, a run being a plain function of its config
 - :class:`InlineExecutor` (``workers=0``): in this process, one run after
   another (for debugging, and for measuring the runner's own cost).
 
-A cluster engine plugs in through the same :class:`Executor` interface.
+A cluster engine plugs in through the same :class:`Executor` interface
+(:class:`lrkit.bench.ray_executor.RayExecutor`: each run a Ray task).
 
 The main process is the store's only writer: each result is written in one
 transaction as soon as it comes back, so a kill of the main process at any
@@ -238,7 +239,7 @@ class RunnerReport:
         ran: Runs executed and stored now.
         retried: Runs started again because their worker died.
         errors: Runs stored now with status ``error``.
-        workers: Worker processes used (0: in this process).
+        workers: Runs in flight at once: worker processes, or Ray CPUs (0: in this process).
         wall_time: Seconds for the whole call.
         keys: The grid's keys, in grid order.
         worker_pids: The worker processes' ids.
@@ -332,7 +333,7 @@ def run_grid(
     own = executor is None and bool(pending)
     if executor is None:
         executor = make_executor(min(workers, len(pending)) if pending else 0)
-    report.workers = executor.capacity if isinstance(executor, ProcessExecutor) else 0
+    report.workers = 0 if isinstance(executor, InlineExecutor) else executor.capacity
     progress.start(report.total, report.skipped, report.workers)
     try:
         _drive(pending, store, executor, report, progress)

@@ -32,10 +32,20 @@ outcome (``study.tell``); only this process writes the Optuna storage and
 the run store. Workers are ``spawn``-ed processes, each with a pipe to the
 main process, that import torch once and run trials one after another;
 they exit when the main process dies. ``workers=0`` and ``workers=1`` run
-trials in the calling process, one at a time (no worker at all). Several
-``lrkit tune`` commands may share one study on a storage that is safe for
-several writers (PostgreSQL, MySQL); each stops when the study holds
-``trials`` finished trials.
+trials in the calling process, one at a time (no worker at all).
+
+**Several processes, one study.** ``lrkit tune`` commands on several
+machines (PostgreSQL) or on one (SQLite too) may share a study; ``trials``
+is their total. A process starts a trial only while fewer than ``trials``
+are finished or running anywhere, and waits while the last ones run
+elsewhere (running a replacement if one fails). Two processes asking for
+the last trial at once: trial numbers are given in order, and a trial with
+``trials`` finished or running trials before it is told FAIL (``status``
+``skipped``) without running. Every trial's user attributes ``host`` and
+``pid`` name the process that ran it. Several processes may open an empty
+PostgreSQL database at once (the tables are made under an advisory lock);
+SQLite transactions take the write lock at their start. A password in the
+storage URL is masked wherever the URL is printed or written.
 
 **Resume and kill.** ``trials`` is the study's total of COMPLETE + PRUNED
 trials: a rerun counts those first and runs only the missing ones. The
@@ -48,10 +58,11 @@ exists are marked FAIL at once. A trial is finished by one ``study.tell``
 (one transaction), so ``kill -9`` at any moment loses no finished trial,
 counts none twice, and leaves none RUNNING after the next start.
 
-**Reproducible.** Samplers are seeded with ``seed`` plus the number of
-trials the study already holds, so the same command on a fresh study
-proposes the same trials (with ``workers`` <= 1), and a resume does not
-propose the trials of the first call again.
+**Reproducible.** Each trial's proposal is drawn with the sampler seeded
+``seed`` plus the trial's number, so the same command on a fresh study
+proposes the same trials (with ``workers`` <= 1), a resume does not
+propose the trials of the first call again, and processes sharing a study
+do not propose the same trials.
 
 Example (a user task, run in this process)::
 
@@ -80,6 +91,7 @@ import functools
 import math
 import multiprocessing
 import os
+import random
 import re
 import shlex
 import signal
@@ -87,6 +99,7 @@ import socket
 import statistics
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -137,6 +150,16 @@ HEARTBEAT_INTERVAL = 5
 GRACE_PERIOD = 30
 #: Worker processes that die before starting up, in a row, before tune gives up.
 STARTUP_FAILURES = 3
+#: Tries at opening the storage when other processes create its tables at the same time.
+OPEN_TRIES = 5
+#: Seconds libpq waits for a PostgreSQL server (unless the URL sets ``connect_timeout``).
+CONNECT_TIMEOUT = 10
+#: The PostgreSQL advisory lock held while the storage's tables are made ("lrkit" in hex).
+SCHEMA_LOCK_KEY = 0x6C726B6974
+#: Seconds to wait for that lock.
+SCHEMA_LOCK_TIMEOUT = 120
+#: Seconds between looks at the study while trials of other processes finish it.
+POLL_INTERVAL = 0.5
 #: Median pruner: trials that complete before any is pruned.
 MEDIAN_STARTUP_TRIALS = 3
 #: Median pruner: the fraction of the step budget before which no trial is pruned.
@@ -251,7 +274,8 @@ class TuneProgress(Protocol):
         """``total`` trials wanted, ``done`` already finished in the study."""
 
     def update(self, trial: dict[str, Any]) -> None:
-        """One trial finished (its :attr:`TuneResults.trials` entry, plus ``best``)."""
+        """One trial finished (its :attr:`TuneResults.trials` entry, plus ``best`` and
+        ``done``: the study's finished trials, those of other processes included)."""
 
     def finish(self) -> None:
         """The search is over (also after an interruption)."""
@@ -294,6 +318,7 @@ class PlainTuneProgress:
     def update(self, trial: dict[str, Any]) -> None:
         if trial["state"] in ("COMPLETE", "PRUNED"):
             self.done += 1
+        self.done = trial.get("done", self.done)  # the study's count (other processes too)
         best = trial.get("best")
         tail = "" if best is None else f" | best {best}"
         print(
@@ -336,8 +361,12 @@ class RichTuneProgress:
 
     def update(self, trial: dict[str, Any]) -> None:
         best = trial.get("best")
-        advance = 1 if trial["state"] in ("COMPLETE", "PRUNED") else 0
-        self._bar.update(self._task, advance=advance, best="" if best is None else f"best {best}")
+        shown = "" if best is None else f"best {best}"
+        if "done" in trial:  # the study's count (other processes too)
+            self._bar.update(self._task, completed=trial["done"], best=shown)
+        else:
+            advance = 1 if trial["state"] in ("COMPLETE", "PRUNED") else 0
+            self._bar.update(self._task, advance=advance, best=shown)
 
     def finish(self) -> None:
         self._bar.stop()
@@ -368,13 +397,46 @@ def make_tune_progress(stream: TextIO | None = None) -> TuneProgress:
 def mask_url(url: str) -> str:
     """The storage URL with any password replaced by ``***``.
 
+    The password is what SQLAlchemy takes for one: everything between the
+    user's ``:`` and the ``@`` (``/`` and ``:`` included), and a
+    ``password=`` query parameter.
+
     Examples:
         >>> mask_url("postgresql://me:secret@db:5432/optuna")
         'postgresql://me:***@db:5432/optuna'
+        >>> mask_url("postgresql://me:se/cr:et@db/optuna?password=x&sslmode=require")
+        'postgresql://me:***@db/optuna?password=***&sslmode=require'
         >>> mask_url("sqlite:///out/tune.sqlite")
         'sqlite:///out/tune.sqlite'
     """
-    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
+    masked = re.sub(r"^([\w+]+://[^:/]*:)[^@]*@", r"\1***@", url)
+    return re.sub(r"([?&]password=)[^&]*", r"\1***", masked)
+
+
+def _secrets(url: str) -> list[str]:
+    """The password(s) in ``url``, as written and URL-decoded, longest first."""
+    from urllib.parse import unquote, unquote_plus
+
+    found = re.findall(r"^[\w+]+://[^:/]*:([^@]*)@", url)
+    found += re.findall(r"[?&]password=([^&]*)", url)
+    out = {v for raw in found for v in (raw, unquote(raw), unquote_plus(raw)) if v}
+    return sorted(out, key=len, reverse=True)
+
+
+def _scrub(text: str, url: str) -> str:
+    """``text`` (an error message) with ``url`` masked and its password replaced by ``***``.
+
+    Drivers and SQLAlchemy may put the URL or the password in their messages;
+    everything lrkit prints about a storage goes through this.
+
+    Examples:
+        >>> _scrub("cannot reach postgresql://me:pw1@db/x (pw1)", "postgresql://me:pw1@db/x")
+        'cannot reach postgresql://me:***@db/x (***)'
+    """
+    text = text.replace(url, mask_url(url))
+    for secret in _secrets(url):
+        text = text.replace(secret, "***")
+    return text
 
 
 def _lr_range(value: Sequence[float] | str) -> tuple[float, float]:
@@ -408,27 +470,105 @@ def _one_task(tasks: Sequence[str | Task] | str | Task) -> str | Task:
 
 def _sqlite_pragmas(connection: Any, record: Any) -> None:
     """WAL journal, ``synchronous=NORMAL``: every commit survives a kill of the process
-    (only a power cut may lose the last ones), without an fsync per commit."""
+    (only a power cut may lose the last ones), without an fsync per commit.
+
+    The driver's own transaction handling is off (:func:`_sqlite_begin` starts them)."""
+    connection.isolation_level = None
     cursor = connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
 
+def _sqlite_begin(connection: Any) -> None:
+    """Start each transaction with the write lock (``BEGIN IMMEDIATE``).
+
+    Python's sqlite3 otherwise starts a transaction only at the first write,
+    after the reads: two processes sharing the file could both read a WAITING
+    trial and both make it RUNNING (Optuna's check-then-set), then run it twice.
+    """
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _storage_error(url: str, err: BaseException) -> TuneError:
+    """One line about a storage that cannot be used, the password masked."""
+    text = str(err).strip()
+    first = text.splitlines()[0] if text else type(err).__name__
+    first = re.sub(r"^\([\w.]+\) ", "", first)  # SQLAlchemy's "(psycopg.OperationalError) "
+    if isinstance(err, ImportError):
+        first += " (for postgresql://, pip install 'lrkit[tune]' installs psycopg)"
+    return TuneError(f"--storage {mask_url(url)!r} cannot be used: {_scrub(first, url)}")
+
+
+def _collided(err: BaseException) -> bool:
+    """Whether ``err`` says that another process created the same table or row first."""
+    text = str(err).lower()
+    return any(
+        words in text
+        for words in ("already exists", "duplicate", "unique constraint", "database is locked")
+    )
+
+
+@contextlib.contextmanager
+def _schema_lock(url: str, engine_kwargs: dict[str, Any]) -> Any:
+    """Hold a PostgreSQL advisory lock (one connection) while the storage's tables are made."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool, **engine_kwargs)
+    try:
+        with engine.connect() as connection:
+            connection.execute(sqlalchemy.text(f"SET lock_timeout = '{SCHEMA_LOCK_TIMEOUT}s'"))
+            connection.execute(sqlalchemy.text(f"SELECT pg_advisory_lock({SCHEMA_LOCK_KEY})"))
+            try:
+                yield
+            finally:
+                connection.execute(sqlalchemy.text(f"SELECT pg_advisory_unlock({SCHEMA_LOCK_KEY})"))
+    finally:
+        engine.dispose()
+
+
 def _open_storage(url: str) -> Any:
+    """Optuna's RDBStorage on ``url`` with a heartbeat; :class:`TuneError` if unusable.
+
+    Several processes may start at once on an empty database. On PostgreSQL
+    the tables are made under an advisory lock: one process creates them, the
+    others wait and find them. On any database, a creation that collides
+    with another process's (a table or row that already exists) is tried
+    again, up to :data:`OPEN_TRIES` times, after a short random sleep.
+    """
     import optuna
+    import sqlalchemy
 
     try:
-        storage = optuna.storages.RDBStorage(
-            url, heartbeat_interval=HEARTBEAT_INTERVAL, grace_period=GRACE_PERIOD
-        )
+        parsed = sqlalchemy.engine.make_url(url)
+        postgres = parsed.get_backend_name() == "postgresql"
+        driver = parsed.get_driver_name() if postgres else ""
     except Exception as err:  # SQLAlchemy raises a dozen kinds for a bad URL
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise TuneError(f"--storage {mask_url(url)!r} cannot be used: {first}") from None
+        raise _storage_error(url, err) from None
+    engine_kwargs: dict[str, Any] = {}
+    if driver in ("psycopg", "psycopg2") and "connect_timeout" not in parsed.query:
+        engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT}
+    for attempt in range(1, OPEN_TRIES + 1):
+        try:
+            lock = _schema_lock(url, engine_kwargs) if postgres else contextlib.nullcontext()
+            with lock:
+                storage = optuna.storages.RDBStorage(
+                    url,
+                    engine_kwargs=engine_kwargs or None,
+                    heartbeat_interval=HEARTBEAT_INTERVAL,
+                    grace_period=GRACE_PERIOD,
+                )
+            break
+        except Exception as err:
+            if attempt < OPEN_TRIES and _collided(err):
+                time.sleep(random.uniform(0.05, 0.5))
+                continue
+            raise _storage_error(url, err) from None
     if url.startswith("sqlite:"):
         import sqlalchemy
 
         sqlalchemy.event.listen(storage.engine, "connect", _sqlite_pragmas)
+        sqlalchemy.event.listen(storage.engine, "begin", _sqlite_begin)
         storage.engine.dispose()  # connections opened from now on get the pragmas
     return storage
 
@@ -573,14 +713,31 @@ def _alive(pid: int) -> bool:
 
 
 def _reap(study: optuna.Study) -> int:
-    """Mark FAIL the RUNNING (and WAITING) trials whose process died; return how many."""
+    """Mark FAIL the RUNNING (and WAITING) trials whose process died; return how many.
+
+    Counts only the trials this call marked (other processes may finish or
+    reap trials at the same time).
+    """
     import optuna
     from optuna.trial import TrialState
 
     live = (TrialState.RUNNING, TrialState.WAITING)
-    before = {t.number for t in study.get_trials(deepcopy=False, states=live)}
-    optuna.storages.fail_stale_trials(study)
     storage, host = study._storage, socket.gethostname()
+    marked = 0
+
+    def mark(trial_id: int, reason: str) -> None:
+        nonlocal marked
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+            if storage.get_trial(trial_id).state.is_finished():
+                return
+            storage.set_trial_user_attr(trial_id, "reason", reason)
+            if storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+                marked += 1
+
+    # What optuna.storages.fail_stale_trials does, counting the trials it marks.
+    stale = getattr(storage, "_get_stale_trial_ids", None)
+    for trial_id in stale(study._study_id) if stale is not None else []:
+        mark(trial_id, f"its heartbeat stopped for over {GRACE_PERIOD} s (the process died)")
     now = datetime.datetime.now()
     for t in study.get_trials(deepcopy=False, states=live):
         pid = t.user_attrs.get("pid")
@@ -597,11 +754,8 @@ def _reap(study: optuna.Study) -> int:
             continue
         else:
             reason = f"process {pid} died"
-        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
-            storage.set_trial_user_attr(t._trial_id, "reason", reason)
-            storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
-    after = {t.number for t in study.get_trials(deepcopy=False, states=live)}
-    return len(before - after)
+        mark(t._trial_id, reason)
+    return marked
 
 
 # --------------------------------------------------------------------------
@@ -768,8 +922,9 @@ def tune(
         optimizers: Optimizer names (the categorical ``optimizer``).
         schedules: Schedule specs, ``lr`` and ``steps`` left out (``"cosine()"``).
         lr_range: ``(low, high)`` or ``"LOW,HIGH"``: ``lr`` is log-uniform in it.
-        trials: The study's total of COMPLETE + PRUNED trials to reach; a
-            rerun resumes and runs only the missing ones.
+        trials: The study's total of COMPLETE + PRUNED trials to reach, across
+            every process sharing the study; a rerun resumes and runs only
+            the missing ones.
         search: ``"tpe"`` or ``"random"``.
         pruner: ``"median"``, ``"hyperband"`` or ``"none"``.
         seeds: Seeds per trial (run in turn; the value is the mean).
@@ -806,10 +961,23 @@ def tune(
             on_note(text)
 
     # -- the input ---------------------------------------------------------
-    if search == "pbt":
-        raise TuneError(
-            "--search pbt: population-based training is not in lrkit tune yet; "
-            f"use one of {', '.join(SEARCHES)}"
+    if search == "pbt":  # Ray Tune's PopulationBasedTraining: lrkit.bench.pbt
+        from lrkit.bench.pbt import tune_pbt
+
+        return tune_pbt(
+            task,
+            optimizers=optimizers,
+            schedules=schedules,
+            lr_range=lr_range,
+            population=trials,
+            seeds=seeds,
+            workers=workers,
+            storage=storage,
+            out=out,
+            budget=budget,
+            seed=seed,
+            progress=progress,
+            on_note=note,
         )
     if search not in SEARCHES:
         raise TuneError(f"--search must be one of {', '.join(SEARCHES)}, got {search!r}")
@@ -881,11 +1049,21 @@ def tune(
             pruner=_pruner(pruner, steps),
         )
     except Exception as err:
-        raise TuneError(f"--storage {shown_url!r}: cannot open study {study!r}: {err}") from None
+        raise TuneError(
+            f"--storage {shown_url!r}: cannot open study {study!r}: {_scrub(str(err), url)}"
+        ) from None
     held = the_study.user_attrs.get("lrkit_space")
     if held is None:
-        the_study.set_user_attr("lrkit_space", space)
-    elif held != space:
+        try:
+            the_study.set_user_attr("lrkit_space", space)
+        except Exception as err:  # another process started the same study at the same moment
+            held = the_study.user_attrs.get("lrkit_space")
+            if held is None:
+                raise TuneError(
+                    f"--storage {shown_url!r}: cannot write study {study!r}: "
+                    f"{_scrub(str(err), url)}"
+                ) from None
+    if held is not None and held != space:
         differ = ", ".join(k for k in space if held.get(k) != space[k])
         raise TuneError(
             f"study {study!r} in {shown_url} searches another space (differs in: {differ}); "
@@ -898,12 +1076,8 @@ def tune(
         note(f"{reaped} trial(s) left RUNNING by a process that died: marked FAIL (not counted)")
     the_study.sampler = _sampler(search, seed + len(the_study.get_trials(deepcopy=False)))
 
-    distributions = {
-        "lr": optuna.distributions.FloatDistribution(low_high[0], low_high[1], log=True),
-        "optimizer": optuna.distributions.CategoricalDistribution(list(grid.optimizers)),
-        "schedule": optuna.distributions.CategoricalDistribution(list(grid.schedules)),
-    }
     counted = (TrialState.COMPLETE, TrialState.PRUNED)
+    taken = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 
     def n_counted() -> int:
         return len(the_study.get_trials(deepcopy=False, states=counted))
@@ -919,18 +1093,39 @@ def tune(
 
     owner = {"host": host, "pid": pid, "metric": task_obj.metric}
 
-    def ask() -> tuple[Any, list[dict[str, Any]]]:
+    def ask() -> tuple[Any, list[dict[str, Any]]] | None:
+        """A new RUNNING trial and its configs; ``None`` if the study needs no more."""
         # The trial is created WAITING with its owner, then made RUNNING by
         # `ask` (one write each): no moment has a RUNNING trial without an owner.
         the_study.enqueue_trial({}, user_attrs=owner, skip_if_exists=False)
-        otrial = the_study.ask(distributions)
+        otrial = the_study.ask()
         if otrial.user_attrs.get("pid") != pid:  # it took another process's waiting trial
             for name, value in owner.items():
                 otrial.set_user_attr(name, value)
         heart.add(otrial._trial_id)
-        p = otrial.params
+        # Several processes may ask at once for the study's last trial. Numbers
+        # are given in order (Optuna locks the study row), so the trial runs only
+        # if fewer than `total` trials before it are finished or running.
+        others = the_study.get_trials(deepcopy=False, states=taken)
+        if sum(t.number < otrial.number for t in others) >= total:
+            heart.remove(otrial._trial_id)
+            with contextlib.suppress(Exception):
+                otrial.set_user_attr("status", "skipped")
+                otrial.set_user_attr(
+                    "reason",
+                    f"not run: the study's {total} trials were already finished or running "
+                    "(another process asked at the same moment)",
+                )
+                the_study.tell(otrial, state=TrialState.FAIL)
+            return None
+        # The proposal is drawn with a seed of its own (seed + trial number):
+        # processes sharing the study do not propose the same trials.
+        the_study.sampler = _sampler(search, seed + otrial.number)
+        lr = otrial.suggest_float("lr", low_high[0], low_high[1], log=True)
+        optimizer = str(otrial.suggest_categorical("optimizer", list(grid.optimizers)))
+        schedule = str(otrial.suggest_categorical("schedule", list(grid.schedules)))
         configs = [
-            RunConfig(grid.tasks[0], p["optimizer"], p["schedule"], p["lr"], s, grid.budget)
+            RunConfig(grid.tasks[0], optimizer, schedule, lr, s, grid.budget)
             for s in range(grid.seeds)
         ]
         return otrial, [c.to_dict() for c in configs]
@@ -970,13 +1165,31 @@ def tune(
         if best is not None:
             best_text = f"{task_obj.metric}={best.value:.4g} (trial {best.trial})"
         doc["best"] = best_text
+        doc["done"] = n_counted()
         show.update(doc)
 
-    def more() -> int:
-        """Trials still to start, given those in flight."""
+    def room() -> int:
+        """Trials this process may start: ``total`` less those finished or running anywhere."""
         if stopped is not None:
             return 0
-        return total - n_counted()
+        return total - len(the_study.get_trials(deepcopy=False, states=taken))
+
+    def reached() -> bool:
+        """Whether the search is over: the study holds ``total`` finished trials, or stopped."""
+        return stopped is not None or n_counted() >= total
+
+    waiting_said = False
+
+    def idle() -> None:
+        """Wait for trials running in other processes (they may fail: then run more)."""
+        nonlocal waiting_said
+        if not waiting_said:
+            waiting_said = True
+            note("the study's last trials are running in other processes: waiting for them")
+        time.sleep(POLL_INTERVAL)
+        reaped = _reap(the_study)
+        if reaped:
+            note(f"{reaped} trial(s) left RUNNING by a process that died: marked FAIL")
 
     def check_fails() -> None:
         nonlocal stopped
@@ -989,8 +1202,14 @@ def tune(
     show.start(total, n_counted(), workers)
     try:
         if workers <= 1:
-            while more() > 0:
-                otrial, configs = ask()
+            while not reached():
+                if room() <= 0:
+                    idle()
+                    continue
+                got = ask()
+                if got is None:
+                    continue
+                otrial, configs = got
                 try:
                     results = _run_trial(configs, functools.partial(judge, otrial))
                 except BaseException:
@@ -999,7 +1218,7 @@ def tune(
                 finish(otrial, results)
                 check_fails()
         else:
-            _run_parallel(workers, ask, judge, finish, more, check_fails, the_study)
+            _run_parallel(workers, ask, judge, finish, room, reached, idle, check_fails, the_study)
     finally:
         heart.close()
         show.finish()
@@ -1046,10 +1265,12 @@ def _tell_fail(the_study: Any, otrial: Any, reason: str) -> None:
 
 def _run_parallel(
     workers: int,
-    ask: Callable[[], tuple[Any, list[dict[str, Any]]]],
+    ask: Callable[[], tuple[Any, list[dict[str, Any]]] | None],
     judge: Callable[[Any, int, float], bool],
     finish: Callable[..., None],
-    more: Callable[[], int],
+    room: Callable[[], int],
+    reached: Callable[[], bool],
+    idle: Callable[[], None],
     check_fails: Callable[[], None],
     the_study: Any,
 ) -> None:
@@ -1063,13 +1284,18 @@ def _run_parallel(
         while True:
             busy = [w for w in pool if w.trial is not None]
             for w in pool:
-                if w.ready and w.trial is None and more() - len(busy) > 0:
-                    otrial, configs = ask()
-                    w.trial = otrial
-                    w.conn.send({"number": otrial.number, "configs": configs})
+                if w.ready and w.trial is None and room() > 0:
+                    got = ask()
+                    if got is None:
+                        break
+                    w.trial, configs = got
+                    w.conn.send({"number": w.trial.number, "configs": configs})
                     busy.append(w)
-            if not busy and more() <= 0:
+            if not busy and reached():
                 return
+            if not busy and room() <= 0:
+                idle()  # the last trials run in other processes
+                continue
             handles: list[Any] = [w.conn for w in pool] + [w.process.sentinel for w in pool]
             for handle in wait(handles, timeout=1.0):
                 worker = next(w for w in pool if handle in (w.conn, w.process.sentinel))

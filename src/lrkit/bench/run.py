@@ -412,6 +412,7 @@ def execute(
     config: RunConfig,
     *,
     on_report: Callable[[int, float], bool] | None = None,
+    make_trial: Callable[..., Trial] | None = None,
 ) -> RunResult:
     """Run one config in this process and return what it recorded.
 
@@ -424,6 +425,8 @@ def execute(
         config: The run.
         on_report: Called with ``(step, value)`` at each ``trial.report``;
             returning True prunes the run (a tuner's pruner).
+        make_trial: Builds the trial instead of :class:`~lrkit.bench.trial.Trial`
+            (same arguments); population-based training passes a subclass.
 
     Returns:
         The :class:`RunResult`.
@@ -447,7 +450,7 @@ def execute(
         result.identity = config.identity()
         result.key = config.key()
         _seed_everything(config.seed)
-        trial = Trial(config, result, on_report=on_report, started=start)
+        trial = (make_trial or Trial)(config, result, on_report=on_report, started=start)
         _finish(result, trial, task(trial))
     except Pruned as exc:
         result.status, result.reason = "pruned", str(exc)

@@ -41,7 +41,7 @@ import sysconfig
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -142,6 +142,7 @@ def _builtin(
         description=description,
         version=version,
         batch_size=batch_size,
+        checkpoints=True,
         builtin=True,
         divergence=BENCH_RULE,
         report_feeds_schedule=False,
@@ -162,6 +163,14 @@ def train_builtin(trial: Trial) -> float:
     ``adaptive(...)`` schedule observes the mean training loss of each block
     of :func:`~lrkit.bench.run.observe_every` steps (minibatch losses are too
     noisy for patience counted in steps).
+
+    Before each report it hands ``trial.checkpoint`` its state after that
+    many updates (model, optimizer and scheduler ``state_dict``, the step,
+    torch's RNG state, the last metric, a plateau block's losses): plain
+    references, nothing copied, so a run that never restores pays nothing.
+    Given ``trial.restore()``, it loads that state, moves the batch stream
+    on by the restored step (batches depend only on the seed and the step)
+    and continues: the rest of the run is the same as without the break.
     """
     import torch
 
@@ -186,6 +195,17 @@ def train_builtin(trial: Trial) -> float:
     batches = problem.batches(task.batch_size or 1, torch.Generator().manual_seed(trial.seed))
     points = set(eval_steps(steps))
 
+    def state(step: int, metric: float) -> dict[str, Any]:
+        return {
+            "step": step,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "rng": torch.get_rng_state(),
+            "metric": metric,
+            "block_losses": list(block_losses),
+        }
+
     def evaluate(step: int) -> float:
         model.eval()
         optimizer_spec.eval_mode(optimizer)
@@ -195,12 +215,25 @@ def train_builtin(trial: Trial) -> float:
         model.train()
         main = float(values.pop(task.metric))
         trial.log(step, **{k: float(v) for k, v in values.items()})
+        trial.checkpoint(state(step, main))
         trial.report(step, main)
         return main
 
     model.train()
-    last = evaluate(0)
-    for step in range(steps):
+    restored = trial.restore()
+    if restored is None:
+        start = 0
+        last = evaluate(0)
+    else:
+        model.load_state_dict(restored["model"])
+        optimizer.load_state_dict(restored["optimizer"])
+        scheduler.load_state_dict(restored["scheduler"])
+        torch.set_rng_state(restored["rng"])
+        start, last = int(restored["step"]), float(restored["metric"])
+        block_losses.extend(restored["block_losses"])
+        for _ in range(start):
+            next(batches)
+    for step in range(start, steps):
         loss = problem.loss(model, next(batches))
         value = float(loss.item())
         trial.log(step, loss=value)
@@ -213,7 +246,7 @@ def train_builtin(trial: Trial) -> float:
             if (step + 1) % block == 0:
                 finite = [v for v in block_losses if math.isfinite(v)]
                 metric = sum(finite) / len(finite) if finite else math.nan
-                block_losses = []
+                block_losses.clear()
         scheduler.step(metric)
         if step + 1 in points:
             last = evaluate(step + 1)

@@ -606,11 +606,27 @@ class Trial:
     # -- checkpoints (population-based training) -----------------------------
 
     def checkpoint(self, state: Any) -> None:
-        """Keep ``state`` (any picklable object) with the next :meth:`report`."""
+        """Keep ``state`` (any picklable object) with the next :meth:`report`.
+
+        Call it just before ``trial.report(step, ...)`` with everything the
+        task needs to continue after ``step`` updates (model, optimizer and
+        scheduler ``state_dict()``, the step, RNG state). A population-based
+        run pickles it at once (live tensors are fine); other runs keep it
+        as it is and never read it. Declare the task with
+        ``@lrkit.task(..., checkpoints=True)``.
+        """
         self._checkpoint = state
 
     def restore(self) -> Any:
-        """The state to continue from after a tuner's exploit, else ``None``."""
+        """The state to continue from, else ``None`` (start from scratch).
+
+        In a population-based run (``lrkit tune --search pbt``) a member that
+        takes a stronger member's checkpoint (an *exploit*) is started again
+        with the state that member passed to :meth:`checkpoint`, and with a
+        new lr: :attr:`lr` and the schedule of :meth:`scheduler` give it, and
+        loading the scheduler's saved ``state_dict`` keeps it (the saved step
+        is restored, not the saved lr).
+        """
         return self._restore
 
 

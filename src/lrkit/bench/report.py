@@ -225,9 +225,14 @@ def diagnose(results: Iterable[RunResult]) -> list[Diagnosis]:
 
 
 def _figure(width: float = 8.0, height: float = 4.8) -> Any:
+    import logging
+
     import matplotlib
 
     matplotlib.use("Agg", force=False)
+    # mathtext asks for STIX fonts first; the fallback to DejaVu Sans is fine, and
+    # matplotlib would otherwise print one "findfont" line per glyph family
+    logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height), dpi=100, layout="constrained")

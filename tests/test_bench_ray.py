@@ -99,10 +99,11 @@ def test_kill_9_of_the_driver_leaves_no_ray_process_and_a_rerun_completes(
     log = (tmp_path / "driver.log").open("wb")
     process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
-        deadline = time.monotonic() + 90
+        # Generous: a new local Ray beside the session's on a loaded 2-core machine
+        deadline = time.monotonic() + 300
         while stored(store_path) < 3:
             assert process.poll() is None, (tmp_path / "driver.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "no runs stored within 90 s"
+            assert time.monotonic() < deadline, "no runs stored within 300 s"
             time.sleep(0.02)
         assert len(marked(mark.encode())) >= 4  # the driver, its Ray, Ray's workers
         os.kill(process.pid, signal.SIGKILL)

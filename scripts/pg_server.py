@@ -22,6 +22,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -54,6 +55,17 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+#: The watchdog's program (stdlib only): wait for stdin to close, then stop the
+#: server (argv[1]: the pg_ctl command without "stop") and remove its folder.
+_WATCHDOG = """
+import ast, os, shutil, subprocess, sys
+sys.stdin.buffer.read()
+if os.path.exists(os.path.join(sys.argv[2], "data", "postmaster.pid")):
+    subprocess.run([*ast.literal_eval(sys.argv[1]), "stop"], capture_output=True, timeout=60)
+shutil.rmtree(sys.argv[2], ignore_errors=True)
+"""
+
+
 class PostgresServer:
     """A PostgreSQL server in a temporary folder, on 127.0.0.1 (see the module docstring).
 
@@ -70,6 +82,7 @@ class PostgresServer:
         self._bin = postgres_bin()
         self._as: list[str] = []
         self._count = 0
+        self._watchdog: subprocess.Popen[bytes] | None = None
 
     # -- running commands as the server's owner --------------------------------
     def _run(self, *argv: str) -> str:
@@ -149,8 +162,26 @@ class PostgresServer:
                     self.stop()
                     raise
                 time.sleep(0.2)
+        self._watch(data)
         self._sql(f"CREATE ROLE {self.user} LOGIN PASSWORD '{self.password}'")
         return self
+
+    def _watch(self, data: Path) -> None:
+        """A process that stops the server and removes its folder if this one dies.
+
+        pg_ctl leaves the server running on its own; a test run killed with
+        SIGKILL never reaches :meth:`stop`. The watchdog waits for its stdin,
+        a pipe from this process, to close (at :meth:`stop`, or when this
+        process dies), then does what :meth:`stop` does.
+        """
+        pg_ctl = [*self._as, str(self._bin / "pg_ctl"), "-D", str(data), "-m", "immediate"]
+        self._watchdog = subprocess.Popen(
+            [sys.executable, "-c", _WATCHDOG, repr(pg_ctl), str(self.folder)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # a Ctrl-C to the test run does not kill it first
+        )
 
     def database(self, name: str | None = None) -> str:
         """A new empty database owned by the user; its ``postgresql://`` URL (password in it)."""
@@ -173,6 +204,12 @@ class PostgresServer:
             with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
                 self._run(str(self._bin / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
         shutil.rmtree(self.folder, ignore_errors=True)
+        if self._watchdog is not None:  # nothing left for it to do: let it go
+            with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+                assert self._watchdog.stdin is not None
+                self._watchdog.stdin.close()
+                self._watchdog.wait(timeout=30)
+            self._watchdog = None
 
     def __enter__(self) -> PostgresServer:
         return self.start()

@@ -320,3 +320,39 @@ def test_mask_url_masks_what_sqlalchemy_takes_for_the_password() -> None:
         assert str(secret) not in shown and "***" in shown, shown
         assert make_url(shown).host == parsed.host
     assert mask_url("sqlite:///a:b@c.db") == "sqlite:///a:b@c.db"
+
+
+def test_a_killed_test_run_leaves_no_server_behind(tmp_path: Path) -> None:
+    """pg_ctl detaches the server: a SIGKILLed owner is covered by the server's watchdog."""
+    owner = tmp_path / "owner.py"
+    script = str(ROOT / "scripts" / "pg_server.py")
+    owner.write_text(
+        "import importlib.util, sys, time\n"
+        f"spec = importlib.util.spec_from_file_location('pg', {script!r})\n"
+        "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
+        "s = m.PostgresServer().start()\n"
+        "print(s.folder, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    process = subprocess.Popen([sys.executable, str(owner)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        folder = Path(process.stdout.readline().strip())
+        pid = int((folder / "data" / "postmaster.pid").read_text().split()[0])
+        os.kill(pid, 0)  # the server runs
+    finally:
+        process.kill()
+        process.wait()
+    deadline = time.monotonic() + 60
+    while (folder.exists() or _alive(pid)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(pid), "the server outlived the process that started it"
+    assert not folder.exists()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"

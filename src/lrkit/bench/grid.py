@@ -438,6 +438,11 @@ class SettingSummary:
         errors: Runs of this setting that failed with an error.
         rescued: Runs of this setting a ``guard(...)`` saved, over all its lrs.
         lrs: The learning rates (multipliers) this setting ran, ascending.
+        state_copies: The optimizer's state in copies of the weights
+            (:attr:`~lrkit.bench.run.RunResult.state_copies`), median over
+            the best lr's runs that measured it (any of the setting's runs
+            if none did); ``None`` if no run measured it.
+        state_bytes: The optimizer state's bytes, taken the same way.
     """
 
     task: str
@@ -457,16 +462,33 @@ class SettingSummary:
     rescued: int = 0
     target: float | None = None
     lrs: list[float] = field(default_factory=list)
+    state_copies: float | None = None
+    state_bytes: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the summary as JSON-ready data."""
-        return {**self.__dict__, "lrs": list(self.lrs)}
+        data = {**self.__dict__, "lrs": list(self.lrs)}
+        if data["state_copies"] is not None and not math.isfinite(data["state_copies"]):
+            data["state_copies"] = None
+        return data
 
 
 def _schedule_run(result: RunResult) -> str:
     """The schedule a run followed, as the user wrote it (or the optimizer's own)."""
     own = get_optimizer(result.config["optimizer"]).own_schedule
     return own if own is not None else str(result.config["schedule"])
+
+
+def _state_size(best: list[RunResult], others: list[RunResult]) -> tuple[float | None, int | None]:
+    """Median state copies and bytes over ``best`` runs that measured them, else ``others``."""
+    measured = [r for r in best if r.state_copies is not None] or [
+        r for r in others if r.state_copies is not None
+    ]
+    if not measured:
+        return None, None
+    copies = statistics.median(r.state_copies for r in measured if r.state_copies is not None)
+    sizes = [r.state_bytes for r in measured if r.state_bytes is not None]
+    return copies, (round(statistics.median(sizes)) if sizes else None)
 
 
 def summarize(results: Iterable[RunResult]) -> dict[str, list[SettingSummary]]:
@@ -502,6 +524,7 @@ def summarize(results: Iterable[RunResult]) -> dict[str, list[SettingSummary]]:
         lr, runs = min(by_lr.items(), key=score)
         finals = [r.final for r in runs if r.finished and r.final is not None]
         reached = [r.steps_to_target for r in runs if r.steps_to_target is not None]
+        state_copies, state_bytes = _state_size(runs, all_runs)
         table.setdefault(task, []).append(
             SettingSummary(
                 task=task,
@@ -521,6 +544,8 @@ def summarize(results: Iterable[RunResult]) -> dict[str, list[SettingSummary]]:
                 rescued=sum(r.status == "rescued" for r in all_runs),
                 target=first.target,
                 lrs=sorted(by_lr),
+                state_copies=state_copies,
+                state_bytes=state_bytes,
             )
         )
     for rows in table.values():

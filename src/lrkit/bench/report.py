@@ -18,6 +18,11 @@ four PNGs that are also embedded in the page:
   thumb for a healthy step size. The best-settings table gives its median
   over training too.
 
+The best-settings table also gives each optimizer's memory: its state in
+copies of the weights (SGD 0, momentum 1, Adam 2), measured from the
+optimizer's tensors during the run (:func:`lrkit.torch.optimizer_state_size`),
+with the bytes and the split by state key on hover.
+
 Each task's section opens with what to pick and how sure to be
 (:func:`lrkit.bench.advice.advise`: the winner, the settings within noise of
 it, and whether its best lr is the edge of the lrs tried).
@@ -519,6 +524,37 @@ def _fmt_lrs(lrs: Sequence[float]) -> str:
     return ", ".join(f"{lr:g}" for lr in lrs) if lrs else "none"
 
 
+def _fmt_bytes(n: int) -> str:
+    """Bytes in decimal units, as :func:`lrkit.torch.memory.format_bytes` (no torch here)."""
+    if n < 1000:
+        return f"{n} B"
+    value = float(n)
+    for unit in ("kB", "MB", "GB"):
+        value /= 1000.0
+        if value < 999.95:
+            return f"{value:.1f} {unit}"
+    return f"{value / 1000.0:.1f} TB"
+
+
+def _state_cell(row: SettingSummary, runs: Sequence[RunResult]) -> str:
+    """The optimizer-state cell: copies of the weights; bytes and kinds in its tooltip."""
+    if row.state_copies is None or not math.isfinite(row.state_copies):
+        return "<td>—</td>"
+    tip = []
+    if row.state_bytes is not None:
+        tip.append(_fmt_bytes(row.state_bytes))
+        kinds = next((r.state_kinds for r in runs if r.state_kinds), {})
+        if kinds and row.state_copies > 0:
+            param_bytes = row.state_bytes / row.state_copies
+            tip.extend(
+                f"{name} {size / param_bytes:.2f}"
+                for name, size in kinds.items()
+                if size / param_bytes >= 0.005
+            )
+    title = f' title="{html.escape(", ".join(tip))}"' if tip else ""
+    return f"<td{title}>{row.state_copies:.2f}</td>"
+
+
 def _best_table(
     rows: Sequence[SettingSummary],
     groups: Mapping[tuple[str, str], Mapping[float, Sequence[RunResult]]],
@@ -534,6 +570,7 @@ def _best_table(
         "steps to target",
         "diverged (all lrs)",
         "‖Δw‖/‖w‖ (median)",
+        "optimizer state (× weights)",
     )
     out = [
         "<table>",
@@ -556,14 +593,17 @@ def _best_table(
             div += f", {row.rescued} rescued"
         if row.errors:
             div += f", {row.errors} errors"
-        ratio = median_update_ratio(_best_runs(row, groups))
+        best_runs = _best_runs(row, groups)
+        ratio = median_update_ratio(best_runs)
         ratio_text = "—" if ratio is None else f"{ratio:.2g}"
         cls = ' class="top"' if rank == 1 and row.mean is not None else ""
         out.append(
             f'<tr{cls}><td>{rank}</td><td class="l">{e(row.optimizer)}</td>'
             f'<td class="l"><code>{e(row.schedule)}</code></td><td>{row.lr:g}</td>'
             f"<td>{value}</td><td>{row.finished}/{row.seeds}</td><td>{reach}</td>"
-            f"<td>{div}</td><td>{ratio_text}</td></tr>"
+            f"<td>{div}</td><td>{ratio_text}</td>"
+            f"{_state_cell(row, best_runs or list(groups[(row.optimizer, row.schedule)][row.lr]))}"
+            "</tr>"
         )
     out.append("</table>")
     return "\n".join(out)
@@ -683,6 +723,12 @@ def write_report(
             f"{e(goal)}.</p>"
         )
         parts.append(_best_table(rows, task_groups))
+        parts.append(
+            '<p class="note">Optimizer state: the bytes of the tensors the optimizer keeps '
+            "(momentum buffers, Adam's moments, step counters), measured from the optimizer's "
+            "own tensors during the run, in copies of the weights it trains: plain SGD 0, "
+            "momentum 1, Adam 2. Hover a cell for its bytes and their split.</p>"
+        )
         parts.append("<h3>Which learning rates were too high or too low</h3>")
         parts.append(
             '<p class="note">Too high: diverged, or far (&gt;'

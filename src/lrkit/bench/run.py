@@ -54,7 +54,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lrkit.bench.optimizers import get_optimizer
 from lrkit.bench.trial import Pruned, Task, Trial, load_task, register_task
@@ -62,6 +62,9 @@ from lrkit.controllers import Diverged, Guard
 from lrkit.divergence import DivergenceRule
 from lrkit.schedules import Schedule
 from lrkit.spec import parse
+
+if TYPE_CHECKING:
+    from lrkit.monitor import Record
 
 __all__ = [
     "BENCH_RULE",
@@ -276,6 +279,14 @@ class RunResult:
         traceback: The task's traceback, for ``"error"``.
         pruned_at: The step of the report at which a tuner pruned the run.
         task: The task's display name.
+        state_copies: The optimizer's state in copies of the weights (its
+            bytes / the parameters' bytes: SGD 0, momentum 1, Adam 2),
+            measured from its tensors by :func:`lrkit.torch.optimizer_state_size`
+            after the first update and at the evaluation points, the last
+            measure kept; ``None`` for a run without a watched torch
+            optimizer, or stored before lrkit recorded it.
+        state_bytes: The optimizer state's bytes at that measure.
+        state_kinds: Those bytes by state key (``exp_avg``, ``momentum_buffer``, ...).
     """
 
     key: str
@@ -306,6 +317,9 @@ class RunResult:
     traceback: str | None = None
     pruned_at: int | None = None
     task: str = ""
+    state_copies: float | None = None
+    state_bytes: int | None = None
+    state_kinds: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.task:
@@ -315,6 +329,27 @@ class RunResult:
     def finished(self) -> bool:
         """Whether the run trained to the end (status ``"ok"`` or ``"rescued"``)."""
         return self.status in FINISHED
+
+    def record(self) -> Record:
+        """The run as a Monitor record (:mod:`lrkit.monitor`), for :func:`lrkit.diagnosis.diagnose`.
+
+        ``lr/group0`` and ``loss`` at every step, ``update_ratio/group0``
+        (the whole model's ratio) where it was measured. A diverged run's
+        last loss is its non-finite or blown-up value, as the task logged it.
+        """
+        from lrkit.monitor import Record
+
+        record = Record()
+        ratios = dict(zip(self.ratio_steps, self.update_ratio, strict=False))
+        for step in range(max(len(self.lr), len(self.loss))):
+            values: dict[str, float | None] = {}
+            if step < len(self.lr):
+                values["lr/group0"] = self.lr[step]
+            if step < len(self.loss):
+                values["loss"] = self.loss[step]
+            values["update_ratio/group0"] = ratios.get(step)
+            record.add(step, values)
+        return record
 
     def to_dict(self) -> dict[str, Any]:
         """Return the result as strict-JSON data (non-finite floats -> ``None``)."""
@@ -326,7 +361,7 @@ class RunResult:
         data["scalars"] = {
             k: [[s, _finite_or_none(v)] for s, v in vs] for k, vs in self.scalars.items()
         }
-        for name in ("final", "best"):
+        for name in ("final", "best", "state_copies"):
             data[name] = _finite_or_none(data[name])
         return data
 

@@ -3,8 +3,12 @@
 :func:`make_optimizer` builds the grid's optimizer and registers two step
 hooks on it, so that any training loop, the user's or a built-in task's,
 records the same things without calling anything: before each update the
-step size it uses (``d * lr`` for Prodigy / D-Adaptation), and at the 16
-evaluation points the update-to-weight ratio ``||w_{t+1} - w_t|| / ||w_t||``.
+step size it uses (``d * lr`` for Prodigy / D-Adaptation), at the 16
+evaluation points the update-to-weight ratio ``||w_{t+1} - w_t|| / ||w_t||``,
+and the size of the optimizer's state in copies of the weights
+(:func:`lrkit.torch.optimizer_state_size`), measured after the first update
+and again at those points (state created later, for a parameter whose first
+gradient came late, is counted too; the last measure is kept).
 
 :func:`make_scheduler` returns a :class:`lrkit.torch.Scheduler` that also
 takes the training loss from ``trial.log(step, loss=...)`` for a
@@ -22,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from lrkit.bench.optimizers import get_optimizer
-from lrkit.torch import Scheduler
+from lrkit.torch import Scheduler, optimizer_state_size
 
 if TYPE_CHECKING:
     from lrkit.bench.trial import Trial
@@ -31,7 +35,7 @@ __all__ = ["TrialScheduler", "make_optimizer", "make_scheduler"]
 
 
 class _Watch:
-    """Step hooks: the lr each update used, and ``||dw|| / ||w||`` at the measured updates."""
+    """Step hooks: the lr of each update; ``||dw|| / ||w||`` and the state's size at some."""
 
     def __init__(self, trial: Trial, optimizer: torch.optim.Optimizer) -> None:
         self.result = trial._result
@@ -63,6 +67,11 @@ class _Watch:
                 norm = math.sqrt(sum(float(b.pow(2).sum()) for b in before))
             self.result.ratio_steps.append(self.updates)
             self.result.update_ratio.append(delta / norm if norm > 0 else math.inf)
+        if self.updates == 0 or self.updates in self.measure:
+            size = optimizer_state_size(self.optimizer)
+            self.result.state_copies = size.copies
+            self.result.state_bytes = size.state_bytes
+            self.result.state_kinds = dict(size.per_kind)
         self.updates += 1
 
 

@@ -22,7 +22,7 @@ import io
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 import typer
@@ -391,6 +391,8 @@ def _summary_table(title: str, rows: list, shown: dict[str, str], narrow: bool) 
     )
     # Only the divergence counts may wrap; numbers stay on one line, specs are
     # never cut (a spec too long for the terminal shows as a label, see _print_summary).
+    # The optimizer state's size (copies of the weights) shows when the runs measured it.
+    state = any(row.state_copies is not None for row in rows)
     for wide, short, justify, no_wrap in (
         ("#", "#", "right", True),
         ("optimizer", "optimizer", "left", True),
@@ -400,6 +402,7 @@ def _summary_table(title: str, rows: list, shown: dict[str, str], narrow: bool) 
         ("seeds ok", "ok", "right", True),
         ("steps to target", "to\ntarget", "right", True),
         ("diverged (all lrs)", "diverged\n(all lrs)", "right", False),
+        *([("opt. state\n× weights", "state\n× w", "right", True)] if state else []),
     ):
         table.add_column(
             short if narrow else wide,
@@ -415,7 +418,7 @@ def _summary_table(title: str, rows: list, shown: dict[str, str], narrow: bool) 
             diverged += f", {row.rescued} rescued"
         if row.errors:
             diverged += f", {row.errors} errors"
-        table.add_row(
+        cells = [
             str(rank),
             row.optimizer,
             shown.get(row.schedule, row.schedule),
@@ -424,7 +427,10 @@ def _summary_table(title: str, rows: list, shown: dict[str, str], narrow: bool) 
             f"{row.finished}/{row.seeds}",
             reach,
             diverged,
-        )
+        ]
+        if state:
+            cells.append("—" if row.state_copies is None else f"{row.state_copies:.2f}")
+        table.add_row(*cells)
     return table
 
 
@@ -1240,6 +1246,108 @@ def find_lr_cmd(
     except OSError as err:
         raise _fail(f"cannot write into {str(out)!r}: {err.strerror or err}", code=1) from None
     typer.echo(f"wrote {png} and {doc_path}")
+
+
+# --------------------------------------------------------------------------
+# lrkit diagnose
+# --------------------------------------------------------------------------
+
+_DIAGNOSE_EXAMPLES = """\
+[bold]Examples[/bold]
+
+  lrkit diagnose run.csv                      a CSV written by lrkit.sinks.CSV
+  lrkit diagnose runs/tb/                     a TensorBoard log directory
+  lrkit diagnose run.csv --out diagnosis/     also diagnosis/diagnosis.png
+
+Reads the tags loss, lr/group{i}, update_ratio/group{i} (a TensorBoard
+folder's 'lr' and 'update_ratio' are read as group 0). Exit 0 whatever the
+verdict; 2 when PATH cannot be read."""
+
+
+@app.command("diagnose", epilog=_DIAGNOSE_EXAMPLES)
+def diagnose_cmd(
+    path: Annotated[
+        Path,
+        typer.Argument(
+            metavar="PATH",
+            help="A Monitor CSV file, or a TensorBoard log directory or event file.",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Write OUT/diagnosis.png (loss, lr and update ratio on one step axis, "
+            "the bad stretch marked) and OUT/diagnosis.json.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Say whether a run's learning rate was too high, too low, on a plateau, or ok.
+
+    Prints the verdict, the numbers it rests on and what to try.
+    """
+    from lrkit.diagnosis import diagnose
+    from lrkit.monitor import read_record
+
+    try:
+        record = read_record(path)
+    except (OSError, ValueError) as err:
+        raise _fail(f"cannot read {str(path)!r}: {err}") from None
+    record = _aliased(record)
+    if "loss" not in record:
+        raise _fail(
+            f"cannot read {str(path)!r}: no 'loss' values in it (tags found: "
+            f"{', '.join(record.tags) or 'none'})"
+        )
+    found = diagnose(record)
+    typer.echo(f"verdict:  {found.verdict}")
+    typer.echo(f"evidence: {found.evidence}")
+    if found.advice:
+        typer.echo(f"advice:   {found.advice}")
+    if out is not None:
+        from lrkit.bench.compare import write_json_atomic
+        from lrkit.plotting import plot_diagnosis
+
+        try:
+            png = plot_diagnosis(record, found, out / "diagnosis.png")
+            write_json_atomic(out / "diagnosis.json", {"path": str(path), **found.to_dict()})
+        except OSError as err:
+            raise _fail(f"cannot write into {str(out)!r}: {err.strerror or err}", code=1) from None
+        typer.echo(f"wrote {png} and {out / 'diagnosis.json'}")
+
+
+#: Tags other writers use for what the Monitor calls loss, lr/group0, update_ratio/group0
+#: (lrkit compare's TensorBoard export, Lightning's LearningRateMonitor, Keras' TensorBoard).
+_ALIASES = {
+    "loss": ("loss/train", "train_loss", "epoch_loss", "batch_loss"),
+    "lr/group0": ("lr", "lr-SGD", "lr-Adam", "lr-AdamW", "learning_rate", "epoch_learning_rate"),
+    "update_ratio/group0": ("update_ratio",),
+}
+
+
+def _aliased(record: Any) -> Any:
+    """``record`` with the first alias found copied to each Monitor tag it lacks."""
+    from lrkit.monitor import Record
+
+    extra = {}
+    for tag, names in _ALIASES.items():
+        if tag in record:
+            continue
+        for name in names:
+            if name in record:
+                extra[tag] = name
+                break
+    if not extra:
+        return record
+    rows = []
+    for step, values in record.rows():
+        for tag, name in extra.items():
+            if name in values:
+                values[tag] = values[name]
+        rows.append((step, values))
+    return Record.from_rows(rows)
 
 
 def main() -> None:

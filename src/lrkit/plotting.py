@@ -32,7 +32,7 @@ from lrkit.schedules import Schedule
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
 
-__all__ = ["default_steps", "key_steps", "plot_schedules", "sparkline"]
+__all__ = ["default_steps", "key_steps", "plot_diagnosis", "plot_schedules", "sparkline"]
 
 #: Steps drawn when no schedule ends (every one runs for ever).
 FALLBACK_STEPS = 1000
@@ -288,3 +288,75 @@ def key_steps(schedule: Schedule, n: int, *, rows: int = 8) -> list[int]:
         if all(abs(step - p) > near for p in picks):
             picks.add(step)
     return sorted(picks)
+
+
+def plot_diagnosis(record: Any, diagnosis: Any, path: str | Path) -> Path:
+    """Draw a run's loss, lr and update ratio on one step axis, the bad stretch marked.
+
+    Three panels sharing the step axis: the training loss (log scale when
+    positive, a median-smoothed line over the raw points), the lr of every
+    param group, and the update-to-weight ratio per group with the usual
+    1e-4..1e-2 band shaded. The stretch the diagnosis points at is shaded red
+    in every panel, and the title carries the verdict.
+
+    Args:
+        record: An :class:`lrkit.monitor.Record`.
+        diagnosis: Its :class:`lrkit.diagnosis.Diagnosis`.
+        path: The PNG to write (folders are created).
+
+    Returns:
+        The path written.
+    """
+    import logging
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    # matplotlib would otherwise print one "findfont" line per mathtext font family
+    logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    panels = [("loss", ["loss"]), ("lr", record.groups("lr"))]
+    ratios = record.groups("update_ratio")
+    if ratios:
+        panels.append(("update ratio", ratios))
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.3 * len(panels) + 0.6), sharex=True)
+    colors = {"ok": "tab:green", "plateau": "tab:orange"}
+    fig.suptitle(
+        textwrap.fill(f"{diagnosis.verdict}: {diagnosis.evidence}", 100),
+        fontsize=9,
+        color=colors.get(diagnosis.verdict, "tab:red"),
+    )
+    for ax, (name, tags) in zip(np.atleast_1d(axes), panels, strict=True):
+        for tag in tags:
+            steps, values = record.series(tag)
+            keep = np.isfinite(values)
+            steps, values = steps[keep], values[keep]
+            if len(values) > MAX_POINTS:
+                pick = np.linspace(0, len(values) - 1, MAX_POINTS).astype(int)
+                steps, values = steps[pick], values[pick]
+            if name == "loss" and len(values) >= 9:
+                ax.plot(steps, values, ".", ms=1.5, alpha=0.35, color="tab:blue")
+                k = max(len(values) // 50, 3) | 1
+                pad = np.pad(values, (k // 2, k // 2), mode="edge")
+                smooth = np.median(np.lib.stride_tricks.sliding_window_view(pad, k), axis=1)
+                ax.plot(steps, smooth, lw=1.4, color="tab:blue", label="loss (median)")
+            else:
+                ax.plot(steps, values, lw=1.2, marker="." if len(values) < 40 else None, label=tag)
+            if len(values) and np.all(values > 0) and name != "lr":
+                ax.set_yscale("log")
+        if name == "update ratio":
+            ax.axhspan(1e-4, 1e-2, color="tab:green", alpha=0.08, label="usual band")
+        if diagnosis.stretch is not None:
+            ax.axvspan(*diagnosis.stretch, color="tab:red", alpha=0.12)
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+        if len(tags) > 1 or name == "update ratio":
+            ax.legend(fontsize=7, loc="best")
+    np.atleast_1d(axes)[-1].set_xlabel("step")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

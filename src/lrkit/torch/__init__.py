@@ -47,7 +47,9 @@ from lrkit.torch.dropins import (
     StepLR,
 )
 from lrkit.torch.finder import FinderResult, find_lr
+from lrkit.torch.memory import StateSize, optimizer_state_size
 from lrkit.torch.migrate import create_scheduler_v2, get_scheduler
+from lrkit.torch.monitor import Monitor
 from lrkit.torch.plateau import ReduceLROnPlateau
 
 __all__ = [
@@ -60,6 +62,7 @@ __all__ = [
     "FinderResult",
     "LambdaLR",
     "LinearLR",
+    "Monitor",
     "MultiStepLR",
     "MultiplicativeLR",
     "OneCycleLR",
@@ -67,8 +70,10 @@ __all__ = [
     "ReduceLROnPlateau",
     "Scheduler",
     "SequentialLR",
+    "StateSize",
     "StepLR",
     "create_scheduler_v2",
     "find_lr",
     "get_scheduler",
+    "optimizer_state_size",
 ]

@@ -422,6 +422,28 @@ class Scheduler(LRScheduler):
             raise ValueError("Scheduler: snapshot() needs a guard (guard= or a guard(...) spec)")
         self._snapshots.keep(self.last_epoch)
 
+    def cut(self) -> bool:
+        """Cut the lr by the guard's factor now, as a rollback does, but keep the weights.
+
+        What :class:`lrkit.torch.Monitor` asks for when its live diagnosis
+        says the lr is too high. The cut counts as one of the guard's
+        rollbacks (the multiplier is ``factor ** rollbacks``) and is kept in
+        :meth:`state_dict`.
+
+        Returns:
+            True, or False when the guard has no rollback left (nothing changes).
+
+        Raises:
+            ValueError: this scheduler has no guard.
+        """
+        if self.guard is None:
+            raise ValueError("Scheduler: cut() needs a guard (guard= or a guard(...) spec)")
+        if self.guard.rollbacks >= self.guard.max_rollbacks:
+            return False
+        self.guard.rollbacks += 1
+        self._apply()
+        return True
+
     def _watch_loss(self, loss: float, t: int) -> bool:
         """Feed the guard; on a divergence roll back and return True."""
         snaps = self._snapshots

@@ -18,6 +18,8 @@ divergence) cut the lr through :attr:`KerasSchedule.multiplier`, which is
 saved with the model; :func:`find_lr` runs the lr range test and leaves the
 model and its optimizer exactly as they were. A float ``learning_rate`` is
 turned into ``to_keras(constant(lr))`` the first time a callback needs it.
+:class:`Monitor` records lr, momentum, loss, gradient norm and update ratio
+per update (SPEC §9), as ``lrkit.torch.Monitor`` does.
 
 Backend: Keras reads ``KERAS_BACKEND`` (or ``~/.keras/keras.json``) when it is
 first imported, and defaults to tensorflow. When nothing was chosen and
@@ -43,11 +45,12 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+import logging
 import math
 import os
 import sys
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,12 +82,22 @@ from lrkit import finder  # noqa: E402
 from lrkit._formulas import Ops, as_schedule, lr_at  # noqa: E402
 from lrkit.controllers import Diverged, PlateauDetector  # noqa: E402
 from lrkit.controllers import Plateau as _Plateau  # noqa: E402
+from lrkit.diagnosis import Diagnosis  # noqa: E402
 from lrkit.divergence import DivergenceRule, DivergenceState  # noqa: E402
 from lrkit.finder import FinderResult  # noqa: E402
+from lrkit.monitor import Recorder, Sink, group_tag  # noqa: E402
 from lrkit.rollback import Snapshots  # noqa: E402
 from lrkit.schedules import Schedule, constant  # noqa: E402
 
-__all__ = ["FinderResult", "Guard", "KerasSchedule", "Plateau", "find_lr", "to_keras"]
+__all__ = [
+    "FinderResult",
+    "Guard",
+    "KerasSchedule",
+    "Monitor",
+    "Plateau",
+    "find_lr",
+    "to_keras",
+]
 
 
 class _KerasOps(Ops):
@@ -824,3 +837,329 @@ def find_lr(
     return FinderResult.from_runs(
         lrs, [losses_all], method=method, beta=smooth, diverge=diverge, updates=len(losses_all)
     )
+
+
+# ---------------------------------------------------------------------------
+# Monitor
+# ---------------------------------------------------------------------------
+
+_log = logging.getLogger("lrkit.monitor")
+
+
+def _global_norm(tensors: Sequence[Any]) -> Any:
+    """``sqrt(sum ||t||^2)`` over the tensors (None skipped), a float32 scalar tensor, or None."""
+    total = None
+    for t in tensors:
+        if t is None:
+            continue
+        squares = ops.sum(ops.square(ops.cast(t, "float32")))
+        total = squares if total is None else total + squares
+    return None if total is None else ops.sqrt(total)
+
+
+def _no_grad() -> Any:
+    """torch's ``no_grad`` on the torch backend (copies of weights need no graph), else nothing."""
+    if keras.backend.backend() == "torch":
+        import torch
+
+        return torch.no_grad()
+    return contextlib.nullcontext()
+
+
+def _scalar(value: Any) -> float:
+    """A one-element tensor or Variable as a float (``convert_to_numpy`` warns on numpy 2)."""
+    if isinstance(value, keras.Variable):
+        value = value.value
+    return float(value)
+
+
+def _momentum_of(optimizer: Any) -> float | None:
+    """SGD's or RMSprop's ``momentum``, else Adam's (AdamW's, Nadam's, Lion's...) ``beta_1``."""
+    for name in ("momentum", "beta_1"):
+        value = getattr(optimizer, name, None)
+        if value is None or isinstance(value, bool):
+            continue
+        if callable(value) and not isinstance(value, keras.Variable):
+            value = value()
+        try:
+            return _scalar(value)
+        except (TypeError, ValueError):
+            return None
+    return None
+
+
+class _Apply:
+    """An optimizer's ``apply`` that shows a :class:`Monitor` the gradients first.
+
+    Set as the optimizer's instance attribute for one fit: ``apply`` is what
+    the torch train step calls, and what ``stateless_apply`` calls inside
+    jax's compiled step. :meth:`remove` takes it off again or, when another
+    wrapper was put on top of it meanwhile, makes it pass through.
+    """
+
+    def __init__(self, monitor: Monitor, optimizer: Any) -> None:
+        self.monitor: Monitor | None = monitor
+        self.optimizer = optimizer
+        self.original = optimizer.apply
+        self.previous = optimizer.__dict__.get("apply")  # an instance attribute before ours
+
+    def __call__(self, grads: Any, trainable_variables: Any = None) -> Any:
+        if self.monitor is not None:
+            self.monitor._measure_grads(self.optimizer, grads)
+        return self.original(grads, trainable_variables)
+
+    def remove(self) -> None:
+        self.monitor = None
+        attributes = self.optimizer.__dict__
+        if attributes.get("apply") is not self:
+            return  # another wrapper on top of ours: ours passes through from now on
+        previous = self.previous
+        while isinstance(previous, _Apply) and previous.monitor is None:
+            previous = previous.previous  # skip wrappers already removed
+        del attributes["apply"]
+        if previous is not None:
+            self.optimizer.apply = previous
+
+
+class Monitor(keras.callbacks.Callback):
+    """Record lr, momentum, loss, gradient norm and update ratio of a Keras fit (SPEC §9).
+
+    The Keras twin of :class:`lrkit.torch.Monitor`: the same tags, the same
+    :class:`lrkit.monitor.Record`, sinks and live diagnosis. Step ``i`` is the
+    update made when ``optimizer.iterations`` is ``i`` (SPEC §5), so a model
+    loaded from a save goes on counting where it stopped. Keras trains one
+    set of variables with one optimizer: everything is ``group0``.
+
+    What is measured, per recorded update (``iterations % every == 0``):
+
+    - ``lr/group0``: the optimizer's ``learning_rate`` read just before the
+      update (in ``on_train_batch_begin``): the schedule at the iteration the
+      update uses, cuts by :class:`Plateau` or :class:`Guard` included. (Read
+      in ``on_train_batch_end`` it would be the next update's: ``iterations``
+      has moved on by then.)
+    - ``momentum/group0``: the optimizer's ``momentum`` (SGD, RMSprop), else
+      its ``beta_1`` (Adam, AdamW, Nadam, Lion, ...); absent for others.
+    - ``loss``: the batch's training loss (what the optimizer minimized,
+      regularization included). ``logs["loss"]`` is the running mean over
+      the epoch, not the batch's loss, so the monitor reads the sum and count
+      behind that mean (the ``loss`` metric's ``total`` and ``count``) before
+      and after the batch and divides the increments. That is the batch's
+      loss up to the float32 rounding of the running sum: an error of about
+      ``3e-8 x`` the batches so far in the epoch ``x`` the epoch's mean loss.
+    - ``update_ratio/group0``: ``||w_{i+1} - w_i|| / ||w_i||`` over all
+      trainable variables, from a copy of them taken on the device before
+      the update (two scalars come back to the host).
+    - ``grad_norm``: the global norm of the gradients handed to the
+      optimizer (before Keras' ``clipnorm``/``global_clipnorm``, the norm
+      torch's ``clip_grad_norm_`` returns), without another forward or
+      backward pass: for the fit, the monitor wraps the optimizer's
+      ``apply``. On torch the norm is computed there, eagerly, for recorded
+      updates only. On jax the compiled train step computes it and hands it
+      out through ``jax.debug.callback`` under a ``lax.cond``, so the other
+      updates transfer nothing; the train step is traced again at the start
+      and at the end of the fit. Other backends (tensorflow, whose compiled
+      step would need a ``tf.py_function``) record no ``grad_norm``.
+
+    An update that is not recorded costs a counter increment: the model is
+    not read (on jax, reading it syncs the whole state out of the compiled
+    step). With ``steps_per_execution > 1`` (jax, tensorflow; Keras' torch
+    backend allows only 1) a record is one execution, recorded when its
+    first update is due: its step, lr and gradient norm are its first
+    update's, its loss the mean of its batches, and it has no update ratio.
+    Put the monitor before :class:`Guard` in the callbacks, so it sees the
+    update the optimizer made rather than a rollback.
+
+    One monitor watches one ``fit``. At its end (``on_train_end``) the
+    monitor closes itself: it closes the sinks, keeps the final diagnosis
+    and logs it on the ``lrkit.monitor`` logger (a warning when the verdict
+    is bad, else info); a second ``fit`` with it raises. If ``fit`` raises,
+    call :meth:`close`. Keras does not save callbacks, and the monitor keeps
+    nothing in the model: a saved model loads as usual, and a new monitor on
+    the loaded model goes on at its ``iterations``.
+
+    Args:
+        every: Record one update in ``every``.
+        sinks: Where the record also goes as it grows (``lrkit.sinks``).
+        live: Diagnose as the run goes; the first bad verdict is logged once
+            as a warning on the ``lrkit.monitor`` logger.
+
+    Raises:
+        ValueError: ``every`` is not an integer >= 1.
+        TypeError: a sink has no ``write``/``close``.
+
+    Examples:
+        >>> import numpy as np, keras
+        >>> import lrkit.keras
+        >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        >>> lr = lrkit.keras.to_keras("cosine(lr=0.1, steps=8)")
+        >>> model.compile(keras.optimizers.SGD(lr, momentum=0.9), "mse")
+        >>> monitor = lrkit.keras.Monitor()
+        >>> x = np.ones((16, 2), "float32")
+        >>> _ = model.fit(x, x[:, :1], batch_size=2, epochs=1, verbose=0, callbacks=[monitor])
+        >>> monitor.record.tags
+        ['grad_norm', 'loss', 'lr/group0', 'momentum/group0', 'update_ratio/group0']
+        >>> monitor.record.series("lr/group0")[1][:3].round(4).tolist()
+        [0.1, 0.0962, 0.0854]
+    """
+
+    def __init__(self, every: int = 1, sinks: Sequence[Sink] = (), *, live: bool = True) -> None:
+        super().__init__()
+        #: The :class:`lrkit.monitor.Recorder` (record, sinks, live diagnosis).
+        self.recorder = Recorder(sinks, every=every, live=live)
+        self._next = 0  # the iteration of the next update
+        self._begin = 0  # the first batch of the execution under way
+        # the update being measured: step, numbers, the loss sum and count before, weights before
+        self._pending: tuple[int, dict[str, float], tuple[float, float], list[Any]] | None = None
+        self._wrapper: _Apply | None = None
+        self._final: Diagnosis | None = None
+        self._want_grad_norm = False
+        self._grad_norm: Any = None  # torch: the norm tensor of the update being measured
+        self._grad_norms: dict[int, float] = {}  # jax: by step, from the compiled step
+
+    # -- grad_norm: the optimizer's apply, wrapped for the fit --------------------------
+
+    def _measure_grads(self, optimizer: Any, grads: Any) -> None:
+        """See every update's gradients (on jax, while the train step is traced)."""
+        if keras.backend.backend() == "torch":
+            if self._want_grad_norm:  # a recorded update: one norm, kept on the device
+                self._want_grad_norm = False
+                self._grad_norm = _global_norm(grads)
+            return
+        import jax
+
+        norm = _global_norm(grads)
+        if norm is None:
+            return
+        step = ops.convert_to_tensor(optimizer.iterations)  # the traced value, before the update
+        jax.lax.cond(
+            step % self.recorder.every == 0,
+            lambda s, n: jax.debug.callback(self._receive_grad_norm, s, n),
+            lambda s, n: None,
+            step,
+            norm,
+        )
+
+    def _receive_grad_norm(self, step: Any, norm: Any) -> None:
+        if self._wrapper is not None:  # nothing once the fit has ended
+            self._grad_norms[int(step)] = float(norm)
+
+    def _take_grad_norm(self, step: int) -> float | None:
+        if self._grad_norm is not None:
+            norm, self._grad_norm = self._grad_norm, None
+            return _scalar(norm)
+        if self._wrapper is None:
+            return None
+        if step not in self._grad_norms and keras.backend.backend() == "jax":
+            import jax
+
+            jax.effects_barrier()  # wait for this update's callback
+        found = self._grad_norms.pop(step, None)
+        self._grad_norms.clear()  # older ones, if any (a record skipped)
+        return found
+
+    # -- the callback -----------------------------------------------------------------
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        if self._final is not None:
+            raise RuntimeError(
+                "lrkit.keras.Monitor: this monitor watched a fit that has ended (its sinks are "
+                "closed); give each fit a new Monitor"
+            )
+        model = self.model
+        optimizer = _optimizer("lrkit.keras.Monitor", model)
+        if self._wrapper is not None:  # on_train_begin again without an end
+            self._wrapper.remove()
+            self._wrapper = None
+        if keras.backend.backend() in ("torch", "jax"):
+            self._wrapper = _Apply(self, optimizer)
+            optimizer.apply = self._wrapper
+        _rebuild_train_step(model)  # trace the step again, through the wrapper
+        self._next = int(_scalar(optimizer.iterations))
+        self._pending = None
+
+    def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self._begin = batch
+        if not self.recorder.due(self._next):
+            return
+        model = self.model  # on jax, this syncs the variables out of the compiled step
+        optimizer = _optimizer("lrkit.keras.Monitor", model)
+        step = self._next = int(_scalar(optimizer.iterations))
+        numbers = {group_tag("lr", 0): _scalar(optimizer.learning_rate)}
+        momentum = _momentum_of(optimizer)
+        if momentum is not None:
+            numbers[group_tag("momentum", 0)] = momentum
+        tracker = _loss_tracker(model)
+        seen = (_scalar(tracker.total), _scalar(tracker.count)) if tracker else (0.0, 0.0)
+        with _no_grad():
+            before = [ops.copy(v.value) for v in model.trainable_variables]
+        self._grad_norm = None
+        self._want_grad_norm = True
+        self._pending = (step, numbers, seen, before)
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        pending, self._pending = self._pending, None
+        if pending is None:
+            self._next += max(batch - self._begin + 1, 1)
+            return
+        self._want_grad_norm = False
+        step, numbers, (total_before, count_before), before = pending
+        model = self.model
+        self._next = now = int(_scalar(_optimizer("lrkit.keras.Monitor", model).iterations))
+        tracker = _loss_tracker(model)
+        if tracker is not None:
+            total, count = _scalar(tracker.total), _scalar(tracker.count)
+            if count > count_before:
+                numbers["loss"] = (total - total_before) / (count - count_before)
+        if "loss" not in numbers and logs and "loss" in logs:  # no sum, or reset (a rollback)
+            numbers["loss"] = _scalar(logs["loss"])
+        if now - step == 1 and before:
+            with _no_grad():
+                after = [v.value for v in model.trainable_variables]
+                diff = [ops.subtract(a, b) for a, b in zip(after, before, strict=True)]
+                norms = ops.stack([_global_norm(diff), _global_norm(before)]).tolist()
+            change_norm, weight_norm = float(norms[0]), float(norms[1])
+            numbers[group_tag("update_ratio", 0)] = (
+                change_norm / weight_norm if weight_norm > 0 else math.inf
+            )
+        grad_norm = self._take_grad_norm(step)
+        if grad_norm is not None:
+            numbers["grad_norm"] = grad_norm
+        self.recorder.add(step, numbers)
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        self.close()
+
+    # -- results ------------------------------------------------------------------------
+
+    @property
+    def record(self) -> Any:
+        """The :class:`lrkit.monitor.Record` so far."""
+        return self.recorder.record
+
+    def diagnosis(self) -> Diagnosis:
+        """The verdict on the lr so far (the final one once the fit has ended)."""
+        return self._final if self._final is not None else self.recorder.diagnosis()
+
+    def close(self) -> Diagnosis:
+        """Unwrap the optimizer, close the sinks, log and return the final diagnosis.
+
+        Called at the end of ``fit``; a second call returns the same diagnosis.
+        """
+        if self._final is not None:
+            return self._final
+        if self._wrapper is not None:
+            self._wrapper.remove()
+            self._wrapper = None
+            self._grad_norms.clear()
+            if getattr(self._model, "compiled", False):
+                _rebuild_train_step(self._model)  # drop the trace that calls this monitor
+        self._final = found = self.recorder.close()
+        level = logging.WARNING if found.bad else logging.INFO
+        _log.log(level, "lrkit.keras.Monitor: final verdict %s", found)
+        return found
+
+    def __repr__(self) -> str:
+        return (
+            f"Monitor(every={self.recorder.every}, records={len(self.recorder.record)}, "
+            f"sinks={[type(s).__name__ for s in self.recorder.sinks]})"
+        )

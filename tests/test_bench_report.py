@@ -318,3 +318,31 @@ def test_report_renders_in_headless_chromium(store_path: Path, tmp_path: Path) -
         assert image["complete"] and image["w"] >= 600 and image["h"] >= 300, image
         assert image["drawn"] > 300, image  # laid out at a readable width
     assert not seen["overflow"]  # nothing wider than the window
+
+
+def test_each_run_gets_the_monitors_diagnosis_in_results_json_and_the_report(tmp_path):
+    """compare's runs are diagnosed from their own curves, as a Monitor record would be."""
+    import json
+
+    import lrkit
+    from lrkit.diagnosis import diagnose
+
+    results = lrkit.compare(
+        ["quadratic"],
+        optimizers=["sgd"],
+        schedules=["constant()"],
+        lrs=[0.01, 100.0],
+        seeds=1,
+        budget=0.5,
+        workers=0,
+        out=tmp_path,
+    )
+    doc = json.loads((tmp_path / "results.json").read_text())
+    by_lr = {run["config"]["lr"]: run for run in doc["runs"]}
+    assert by_lr[100.0]["status"] == "diverged"
+    assert by_lr[100.0]["diagnosis"]["verdict"] == "too_high"
+    for run in results.runs:
+        want = diagnose(run.record()).to_dict()
+        assert by_lr[run.config["lr"]]["diagnosis"] == json.loads(json.dumps(want))
+    report = (tmp_path / "report.html").read_text()
+    assert "<th>run diagnosis</th>" in report

@@ -167,11 +167,19 @@ def write_outputs(
         "store_resolved": str(store_path.resolve()),
         "summary": {task: [row.to_dict() for row in rows] for task, rows in summary.items()},
         "advice": {task: advice.to_dict() for task, advice in advise_all(summary).items()},
-        "runs": [r.to_dict() for r in results],
+        "runs": [_with_diagnosis(r) for r in results],
     }
     write_json_atomic(results_path, doc)
     write_report(results, out)
     return results_path
+
+
+def _with_diagnosis(result: RunResult) -> dict[str, Any]:
+    """A run's ``to_dict()`` with the Monitor's diagnosis of its curves (None without a loss)."""
+    from lrkit.bench.report import run_diagnosis
+
+    found = run_diagnosis(result)
+    return {**result.to_dict(), "diagnosis": None if found is None else found.to_dict()}
 
 
 def finder_cache_path(store_path: Path) -> Path:

@@ -21,7 +21,10 @@ four PNGs that are also embedded in the page:
 The best-settings table also gives each optimizer's memory: its state in
 copies of the weights (SGD 0, momentum 1, Adam 2), measured from the
 optimizer's tensors during the run (:func:`lrkit.torch.optimizer_state_size`),
-with the bytes and the split by state key on hover.
+with the bytes and the split by state key on hover. Its last column is the
+diagnosis each best-lr run gets from its own curves alone, the one
+``lrkit.torch.Monitor`` and ``lrkit diagnose`` give (:func:`run_diagnosis`,
+:mod:`lrkit.diagnosis`), with the evidence on hover.
 
 Each task's section opens with what to pick and how sure to be
 (:func:`lrkit.bench.advice.advise`: the winner, the settings within noise of
@@ -77,6 +80,7 @@ __all__ = [
     "diagnose",
     "diagnose_lrs",
     "median_update_ratio",
+    "run_diagnosis",
     "write_report",
 ]
 
@@ -334,6 +338,35 @@ def _plot_sensitivity(
     _save(fig, path)
 
 
+def run_diagnosis(result: RunResult) -> Any:
+    """The Monitor's diagnosis of one run's own curves (:func:`lrkit.diagnosis.diagnose`).
+
+    None for a run that logged no loss (an error before its first step).
+    """
+    from lrkit.diagnosis import diagnose
+
+    if not result.loss:
+        return None
+    return diagnose(result.record())
+
+
+def _run_verdicts_cell(runs: Sequence[RunResult]) -> str:
+    """The per-run verdicts of a setting's best-lr runs, the first bad one's evidence on hover."""
+    found = [d for d in map(run_diagnosis, runs) if d is not None]
+    if not found:
+        return "<td>—</td>"
+    counts: dict[str, int] = {}
+    for d in found:
+        counts[d.verdict] = counts.get(d.verdict, 0) + 1
+    text = ", ".join(
+        f"{v.replace('_', ' ')}" + (f" {n}/{len(found)}" if len(counts) > 1 else "")
+        for v, n in counts.items()
+    )
+    bad = next((d for d in found if d.bad), None)
+    title = f"{bad.evidence}. {bad.advice}" if bad is not None else found[0].evidence
+    return f'<td title="{html.escape(title)}">{html.escape(text)}</td>'
+
+
 def _best_runs(
     row: SettingSummary, groups: Mapping[tuple[str, str], Mapping[float, Sequence[RunResult]]]
 ) -> list[RunResult]:
@@ -571,6 +604,7 @@ def _best_table(
         "diverged (all lrs)",
         "‖Δw‖/‖w‖ (median)",
         "optimizer state (× weights)",
+        "run diagnosis",
     )
     out = [
         "<table>",
@@ -603,6 +637,7 @@ def _best_table(
             f"<td>{value}</td><td>{row.finished}/{row.seeds}</td><td>{reach}</td>"
             f"<td>{div}</td><td>{ratio_text}</td>"
             f"{_state_cell(row, best_runs or list(groups[(row.optimizer, row.schedule)][row.lr]))}"
+            f"{_run_verdicts_cell(best_runs)}"
             "</tr>"
         )
     out.append("</table>")

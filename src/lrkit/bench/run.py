@@ -334,8 +334,11 @@ class RunResult:
         """The run as a Monitor record (:mod:`lrkit.monitor`), for :func:`lrkit.diagnosis.diagnose`.
 
         ``lr/group0`` and ``loss`` at every step, ``update_ratio/group0``
-        (the whole model's ratio) where it was measured. A diverged run's
-        last loss is its non-finite or blown-up value, as the task logged it.
+        (the whole model's ratio) where it was measured. The loss that made a
+        run ``diverged`` is not among its stored losses (the run stopped
+        there): the record gets it at ``diverged_at`` as NaN when the reason
+        was a NaN, else as inf (an infinite loss, or a spike the bench rule
+        caught).
         """
         from lrkit.monitor import Record
 
@@ -349,6 +352,10 @@ class RunResult:
                 values["loss"] = self.loss[step]
             values["update_ratio/group0"] = ratios.get(step)
             record.add(step, values)
+        at = self.diverged_at
+        if self.status == "diverged" and at is not None and at >= len(self.loss):
+            nan = (self.reason or "").startswith("nan")
+            record.add(at, {"loss": math.nan if nan else math.inf})
         return record
 
     def to_dict(self) -> dict[str, Any]:
@@ -369,6 +376,7 @@ class RunResult:
     def from_dict(cls, data: dict[str, Any]) -> RunResult:
         """Rebuild a result from :meth:`to_dict`'s output (``None`` -> NaN in curves)."""
         data = dict(data)
+        data.pop("diagnosis", None)  # results.json adds it; it is made from the curves
         nan = math.nan
         data["lr"] = [nan if v is None else v for v in data.get("lr", [])]
         data["loss"] = [nan if v is None else v for v in data.get("loss", [])]

@@ -14,6 +14,7 @@ from lrkit.diagnosis import (
     MIN_POINTS,
     RATIO_HIGH,
     RATIO_LOW,
+    RISE,
     VERDICTS,
     Diagnosis,
     diagnose,
@@ -65,7 +66,8 @@ def test_nan_is_too_high_at_its_step():
 def test_a_blow_up_early_also_suggests_warmup():
     loss = np.concatenate([_noisy(HEALTHY[:20]), 30 * np.ones(380)])
     found = diagnose(_record(loss, 0.1))
-    assert found.verdict == "too_high" and found.rule == "blowup"
+    assert found.verdict == "too_high" and found.rule == "rise"
+    assert found.numbers["rise"] > RISE
     assert "warmup" in found.advice
     assert found.stretch is not None and found.stretch[0] <= 25
 
@@ -74,9 +76,18 @@ def test_a_mid_run_blow_up_is_too_high_from_where_it_rose():
     loss = _noisy(HEALTHY)
     loss[300:] = loss[299] * np.exp((T[300:] - 300) / 8)
     found = diagnose(_record(loss, 0.1))
-    assert found.verdict == "too_high" and found.rule == "blowup"
-    assert 300 <= found.step <= 310
+    assert found.verdict == "too_high" and found.rule == "rise"
+    assert 300 <= found.step <= 340  # where it passes 3x its start
     assert "warmup" not in found.advice
+
+
+def test_a_jump_back_above_the_start_after_a_low_is_a_blow_up():
+    """Not 3x the start, but 3x the lowest stretch and above the start: blowup."""
+    loss = _noisy(HEALTHY)
+    loss[300:] = 2.5  # the start is about 2.1, the low about 0.1
+    found = diagnose(_record(loss, 0.1))
+    assert found.verdict == "too_high" and found.rule == "blowup"
+    assert found.step == 300
     assert found.numbers["risen_to"] > BLOWUP * found.numbers["lowest"]
 
 
@@ -104,7 +115,7 @@ def test_huge_updates_without_progress_are_too_high():
 def test_tiny_updates_are_too_low():
     found = diagnose(_record(_noisy(HEALTHY), 1e-6, ratio=1e-7))
     assert found.verdict == "too_low" and found.rule == "tiny_updates"
-    assert found.numbers["update_ratio_all"] < RATIO_LOW
+    assert found.numbers["update_ratio_early"] < RATIO_LOW
     assert "x10" in found.advice
 
 
@@ -133,7 +144,7 @@ def test_a_stall_at_a_constant_lr_is_a_plateau_and_after_decay_is_ok():
     loss = _noisy(0.5 + 2.0 * np.exp(-T / 30))  # flat from about step 150
     found = diagnose(_record(loss, 0.1))
     assert found.verdict == "plateau"
-    assert found.stretch is not None and found.stretch[0] == 239  # the last 40 % of steps 0..399
+    assert found.stretch is not None and found.stretch[0] == 199  # the last half of steps 0..399
     assert "decay" in found.advice
     decayed = 0.1 * 0.5 * (1 + np.cos(np.pi * T / 400))
     assert diagnose(_record(loss, decayed)).verdict == "ok"
@@ -196,7 +207,8 @@ def test_verdicts_do_not_depend_on_the_units_of_loss_or_lr(loss, loss_scale, lr)
     base = diagnose(_record(loss, schedule))
     assert base.verdict in VERDICTS
     scaled = diagnose(_record(loss * loss_scale, schedule * 7.0))
-    assert (scaled.verdict, scaled.rule, scaled.step) == (base.verdict, base.rule, base.step)
+    assert (scaled.verdict, scaled.rule) == (base.verdict, base.rule)
+    assert abs(scaled.step - base.step) <= 1  # a threshold met exactly may round either way
 
 
 @settings(max_examples=60, deadline=None)

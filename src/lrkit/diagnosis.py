@@ -43,7 +43,9 @@ the median of the last tenth of the losses.
    follow; the lr overshoots.
 
 (The live check, ``final=False``, stops here: a run still young is always
-"still descending", so the rest is judged at the end.)
+"still descending", so the rest is judged at the end. It also leaves rules
+5-7 alone until the run is :data:`LIVE_RATIO_SPAN` steps long: the first
+updates of a network are large next to its small initial weights.)
 
 **too_low**, at the end
 
@@ -113,6 +115,7 @@ __all__ = [
     "BLOWUP",
     "LATE_SHARE",
     "LITTLE_PROGRESS",
+    "LIVE_RATIO_SPAN",
     "MIN_POINTS",
     "NO_PROGRESS",
     "PLATEAU_GAIN",
@@ -160,6 +163,8 @@ LATE_SHARE = 0.3
 PLATEAU_TAIL = 0.5
 #: ... improving by less than this (relative) there is no improvement.
 PLATEAU_GAIN = 0.02
+#: The live check judges update ratios (rules 5-7) once the run is this many steps long.
+LIVE_RATIO_SPAN = 200
 #: A blow-up in the first this share of the run suggests warmup as well.
 WARMUP_SHARE = 0.1
 
@@ -452,7 +457,8 @@ def diagnose(record: Record, *, final: bool = True) -> Diagnosis:
     # 5.-7. update ratios
     progress = (start_level - end) / abs(start_level) if start_level != 0 else math.nan
     numbers["progress"] = progress
-    if len(run.ratio):
+    # live, a young run's ratios are its first steps', large while the weights are small
+    if len(run.ratio) and (final or run.span >= LIVE_RATIO_SPAN):
         second = run.ratio[run.ratio_steps >= run.at(0.5)]
         first = run.ratio[run.ratio_steps < run.at(0.5)]
         late = float(np.median(second if len(second) else run.ratio))

@@ -75,10 +75,22 @@ def test_csv_has_a_row_per_run_and_step(results: list[RunResult], tmp_path: Path
     with path.open(newline="", encoding="utf-8") as handle:
         table = list(csv.DictReader(handle))
     assert len(table) == rows
+    stops = {r.key: r.stopping_loss() for r in results}
+    assert any(stops.values())  # a diverged run: the loss that stopped it is a row too
     expected = sum(
-        len(set(range(len(r.lr))) | set(r.eval_steps) | set(r.ratio_steps)) for r in results
+        len(
+            set(range(len(r.lr)))
+            | set(r.eval_steps)
+            | set(r.ratio_steps)
+            | ({stops[r.key][0]} if stops[r.key] else set())
+        )
+        for r in results
     )
     assert rows == expected
+    for key, stop in stops.items():
+        if stop is not None:
+            (row,) = [x for x in table if x["key"] == key and x["step"] == str(stop[0])]
+            assert row["loss"].lower() == str(stop[1]).lower()
     assert not path.with_name("steps.csv.partial").exists()
     for result in results:
         mine = [row for row in table if row["key"] == result.key]

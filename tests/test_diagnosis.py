@@ -156,6 +156,11 @@ def test_too_few_points_are_ok_unless_nan():
     assert found.verdict == "ok" and found.rule == "too_few"
     short.add(100, {"loss": math.inf})
     assert diagnose(short).verdict == "too_high"
+    exploding = _record([6.0 * 10.0**k for k in range(10)])
+    found = diagnose(exploding)
+    assert (found.verdict, found.rule, found.step) == ("too_high", "rise", 1)
+    assert "10 losses recorded" in found.evidence
+    assert "only 1 loss recorded" in diagnose(_record([1.0])).evidence
 
 
 def test_live_checks_leave_sluggishness_and_plateaus_to_the_end():

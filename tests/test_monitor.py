@@ -159,3 +159,14 @@ def test_read_record_errors_name_the_file(tmp_path):
     worse.write_text("step,loss\n0,abc\n")
     with pytest.raises(ValueError, match=r"worse\.csv, line 2"):
         read_record(worse)
+
+
+def test_read_record_refuses_a_folder_of_several_runs(tmp_path):
+    from lrkit.logs import TensorBoardWriter
+
+    for run in ("good", "bad"):
+        with TensorBoardWriter(tmp_path / "tb" / run) as tb:
+            tb.add_scalars({"loss": 1.0}, step=0)
+    with pytest.raises(ValueError, match=r"holds 2 runs .*bad, good.*give one run's folder"):
+        read_record(tmp_path / "tb")
+    assert read_record(tmp_path / "tb" / "good").tags == ["loss"]

@@ -256,3 +256,20 @@ def test_a_closure_step_is_measured_with_its_own_gradients():
         monitor.step(loss)
     assert monitor.record.series("grad_norm")[1].tolist() == pytest.approx(norms, rel=1e-6)
     monitor.close()
+
+
+def test_the_docs_example_runs_and_prints_what_the_page_says(tmp_path, monkeypatch, capsys):
+    import os
+    import pathlib
+    import re
+
+    monkeypatch.chdir(tmp_path)
+    page = pathlib.Path(__file__).resolve().parents[1] / "docs" / "monitor.md"
+    text = page.read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert len(blocks) == 1
+    exec(compile(blocks[0], str(page), "exec"), {"__name__": "docs_example"})
+    printed = capsys.readouterr().out
+    shown = text.split("prints\n\n```text\n", 1)[1].split("```", 1)[0]
+    assert printed == shown
+    assert os.listdir(tmp_path) == []

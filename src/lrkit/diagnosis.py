@@ -43,9 +43,9 @@ the median of the last tenth of the losses.
    follow; the lr overshoots.
 
 (The live check, ``final=False``, stops here: a run still young is always
-"still descending", so the rest is judged at the end. It also leaves rules
-5-7 alone until the run is :data:`LIVE_RATIO_SPAN` steps long: the first
-updates of a network are large next to its small initial weights.)
+"still descending", so the rest is judged at the end.) Rules 5-7 wait until
+the run is :data:`RATIO_SPAN` steps long: the first updates of a network are
+large next to its small initial weights.
 
 **too_low**, at the end
 
@@ -71,6 +71,10 @@ updates of a network are large next to its small initial weights.)
     ``ok``.
 
 **ok**: none of the above.
+
+A record of fewer than :data:`MIN_POINTS` losses is judged on rules 1 and 2
+only (a single loss above 3x the first, for want of a median), else ``ok``
+with "too few losses" as its evidence.
 
 Without update ratios (a record of the loss and lr only) rules 5-7 are
 skipped; without an lr, rule 10 is, and rule 11 does not check the lr.
@@ -115,7 +119,6 @@ __all__ = [
     "BLOWUP",
     "LATE_SHARE",
     "LITTLE_PROGRESS",
-    "LIVE_RATIO_SPAN",
     "MIN_POINTS",
     "NO_PROGRESS",
     "PLATEAU_GAIN",
@@ -123,6 +126,7 @@ __all__ = [
     "RATIO_HIGH",
     "RATIO_LOW",
     "RATIO_MOVING",
+    "RATIO_SPAN",
     "RISE",
     "SPIKE",
     "SPIKES",
@@ -163,8 +167,8 @@ LATE_SHARE = 0.3
 PLATEAU_TAIL = 0.5
 #: ... improving by less than this (relative) there is no improvement.
 PLATEAU_GAIN = 0.02
-#: The live check judges update ratios (rules 5-7) once the run is this many steps long.
-LIVE_RATIO_SPAN = 200
+#: Update ratios (rules 5-7) are judged once the run is this many steps long.
+RATIO_SPAN = 100
 #: A blow-up in the first this share of the run suggests warmup as well.
 WARMUP_SHARE = 0.1
 
@@ -382,9 +386,23 @@ def diagnose(record: Record, *, final: bool = True) -> Diagnosis:
             {"step": float(at)},
         )
     if len(loss) < MIN_POINTS:
+        start, top = (float(loss[0]), float(np.max(loss))) if len(loss) else (0.0, 0.0)
+        if start > 0 and len(loss) >= 3 and top > RISE * start:
+            at = int(steps[int(np.argmax(loss > RISE * start))])
+            return Diagnosis(
+                "too_high",
+                f"the loss rose to {_fmt(top)}, {top / start:.3g}x its start {_fmt(start)}, "
+                f"from step {at} ({len(loss)} losses recorded)",
+                _advice_high(run, at),
+                at,
+                (at, run.last),
+                "rise",
+                {"start_loss": start, "peak": top, "rise": top / start},
+            )
         return Diagnosis(
             "ok",
-            f"only {len(loss)} losses recorded; {MIN_POINTS} are needed to judge",
+            f"only {len(loss)} loss{'' if len(loss) == 1 else 'es'} recorded; "
+            f"{MIN_POINTS} are needed to judge",
             "",
             run.last,
             None,
@@ -457,8 +475,8 @@ def diagnose(record: Record, *, final: bool = True) -> Diagnosis:
     # 5.-7. update ratios
     progress = (start_level - end) / abs(start_level) if start_level != 0 else math.nan
     numbers["progress"] = progress
-    # live, a young run's ratios are its first steps', large while the weights are small
-    if len(run.ratio) and (final or run.span >= LIVE_RATIO_SPAN):
+    # a young run's ratios are its first steps', large while the weights are small
+    if len(run.ratio) and run.span >= RATIO_SPAN:
         second = run.ratio[run.ratio_steps >= run.at(0.5)]
         first = run.ratio[run.ratio_steps < run.at(0.5)]
         late = float(np.median(second if len(second) else run.ratio))

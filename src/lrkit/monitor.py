@@ -194,12 +194,15 @@ def read_record(path: str | Path) -> Record:
     """Read a Monitor CSV file or a TensorBoard log directory (or event file) into a Record.
 
     A TensorBoard folder is read with :func:`lrkit.logs.read_scalars`
-    (standard library only), every event file under it merged.
+    (standard library only): one run's folder, its event files merged (a
+    resumed run's later file wins at a step both hold). A folder holding
+    several runs (event files in more than one folder) is refused: their
+    steps would mix.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
         ValueError: ``path`` is neither a CSV with a ``step`` column nor
-            TensorBoard events with scalars.
+            TensorBoard events with scalars of one run.
     """
     path = Path(path)
     if not path.exists():
@@ -208,6 +211,15 @@ def read_record(path: str | Path) -> Record:
         return Record.from_rows(_csv_rows(path))
     from lrkit.logs import read_scalars
 
+    if path.is_dir():
+        runs = sorted({f.parent for f in path.rglob("*tfevents*") if f.is_file()})
+        if len(runs) > 1:
+            shown = ", ".join(str(r.relative_to(path)) or "." for r in runs[:5])
+            more = f" and {len(runs) - 5} more" if len(runs) > 5 else ""
+            raise ValueError(
+                f"{path} holds {len(runs)} runs (folders with event files: {shown}{more}); "
+                "give one run's folder"
+            )
     by_step: dict[int, dict[str, float | None]] = {}
     for tag, step, value in read_scalars(path):
         by_step.setdefault(step, {})[tag] = value

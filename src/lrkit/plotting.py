@@ -309,10 +309,7 @@ def plot_diagnosis(record: Any, diagnosis: Any, path: str | Path) -> Path:
     """
     import logging
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: an interactive session's backend stays
 
     # matplotlib would otherwise print one "findfont" line per mathtext font family
     logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
@@ -322,7 +319,8 @@ def plot_diagnosis(record: Any, diagnosis: Any, path: str | Path) -> Path:
     ratios = record.groups("update_ratio")
     if ratios:
         panels.append(("update ratio", ratios))
-    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.3 * len(panels) + 0.6), sharex=True)
+    fig = Figure(figsize=(8, 2.3 * len(panels) + 0.6))
+    axes = fig.subplots(len(panels), 1, sharex=True)
     colors = {"ok": "tab:green", "plateau": "tab:orange"}
     fig.suptitle(
         textwrap.fill(f"{diagnosis.verdict}: {diagnosis.evidence}", 100),
@@ -345,8 +343,11 @@ def plot_diagnosis(record: Any, diagnosis: Any, path: str | Path) -> Path:
                 ax.plot(steps, smooth, lw=1.4, color="tab:blue", label="loss (median)")
             else:
                 ax.plot(steps, values, lw=1.2, marker="." if len(values) < 40 else None, label=tag)
-            if len(values) and np.all(values > 0) and name != "lr":
-                ax.set_yscale("log")
+            if len(values) and name != "lr":
+                if np.all(values > 0):
+                    ax.set_yscale("log")
+                elif np.any(values > 0):  # a loss that touched 0: log above a small linear part
+                    ax.set_yscale("symlog", linthresh=float(np.min(values[values > 0])))
         if name == "update ratio":
             ax.axhspan(1e-4, 1e-2, color="tab:green", alpha=0.08, label="usual band")
         if diagnosis.stretch is not None:
@@ -358,5 +359,4 @@ def plot_diagnosis(record: Any, diagnosis: Any, path: str | Path) -> Path:
     np.atleast_1d(axes)[-1].set_xlabel("step")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path

@@ -63,6 +63,9 @@ def _steps(result: RunResult) -> dict[int, dict[str, float]]:
             out.setdefault(step, {})[f"{name}/validation"] = value
     for step, value in zip(result.ratio_steps, result.update_ratio, strict=False):
         out.setdefault(step, {})["update_ratio"] = value
+    stopped = result.stopping_loss()
+    if stopped is not None:  # the loss that stopped a diverged run: what lrkit diagnose reads
+        out.setdefault(stopped[0], {})["loss/train"] = stopped[1]
     return out
 
 
@@ -70,8 +73,9 @@ def write_tensorboard(results: Iterable[RunResult], folder: str | Path) -> int:
     """Write each run's curves as TensorBoard event files under ``folder``.
 
     Args:
-        results: Finished runs (any status; a diverged run's curve stops where
-            it stopped).
+        results: Finished runs (any status; a diverged run's loss curve ends
+            with the loss that stopped it, NaN or inf: what ``lrkit diagnose``
+            reads as a divergence).
         folder: The TensorBoard ``--logdir`` (created if missing).
 
     Returns:

@@ -352,11 +352,22 @@ class RunResult:
                 values["loss"] = self.loss[step]
             values["update_ratio/group0"] = ratios.get(step)
             record.add(step, values)
-        at = self.diverged_at
-        if self.status == "diverged" and at is not None and at >= len(self.loss):
-            nan = (self.reason or "").startswith("nan")
-            record.add(at, {"loss": math.nan if nan else math.inf})
+        stopped = self.stopping_loss()
+        if stopped is not None:
+            record.add(stopped[0], {"loss": stopped[1]})
         return record
+
+    def stopping_loss(self) -> tuple[int, float] | None:
+        """``(diverged_at, NaN or inf)``: the loss that stopped a diverged run (not in ``loss``).
+
+        NaN when the reason was a NaN, else inf (an infinite loss, or a spike
+        the bench rule caught); None for a run that did not diverge, or whose
+        curve already holds that step.
+        """
+        at = self.diverged_at
+        if self.status != "diverged" or at is None or at < len(self.loss):
+            return None
+        return at, math.nan if (self.reason or "").startswith("nan") else math.inf
 
     def to_dict(self) -> dict[str, Any]:
         """Return the result as strict-JSON data (non-finite floats -> ``None``)."""

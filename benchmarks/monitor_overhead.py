@@ -12,10 +12,12 @@ loss reads it anyway). Variants:
   recorded update, and the live diagnosis);
 - ``every=10 + CSV``: the same with ``lrkit.sinks.CSV``, when it is there.
 
-One repetition runs every variant for ``--steps`` steps, in a rotating
-order; a figure is the median over ``--reps`` repetitions of the seconds per
-step, and the overhead is against ``bare`` of the same repetition. Threads
-are pinned to 1 so the figures do not depend on a busy neighbour's cores.
+One repetition builds every variant and steps them in turn, one update
+each, in a rotating order, for ``--steps`` updates, timing each update
+alone (and the monitor's ``close()``): a drift in machine load hits every
+variant alike. A figure is the median over ``--reps`` repetitions of the
+seconds per update, and the overhead is against ``bare`` of the same
+repetition. Threads are pinned to 1.
 
 Run:  python benchmarks/monitor_overhead.py [--steps 2000] [--reps 7] [--width 256]
 """
@@ -44,36 +46,58 @@ def make(width: int, seed: int = 0) -> tuple[nn.Module, torch.optim.Optimizer, A
     return model, opt, L.Scheduler(opt, "warmup(cosine(steps=100000), steps=100)")
 
 
-def run(variant: str, steps: int, width: int, batch: int, folder: Path) -> float:
-    """Seconds per step of ``variant``."""
-    model, opt, sched = make(width)
-    gen = torch.Generator().manual_seed(1)
-    x = torch.randn(32, batch, 64, generator=gen)
-    y = torch.randint(0, 10, (32, batch), generator=gen)
-    monitor = None
-    if variant != "bare":
-        every = 10 if variant.startswith("every=10") else 1
-        sinks = []
-        if variant.endswith("CSV"):
-            from lrkit.sinks import CSV
+class Loop:
+    """One variant's model, optimizer, scheduler, data and monitor, stepped one update at a time."""
 
-            sinks.append(CSV(folder / f"{variant}.csv"))
-        monitor = L.Monitor(opt, model, every=every, sinks=sinks)
-    loss_fn = nn.CrossEntropyLoss()
-    start = time.perf_counter()
-    for step in range(steps):
-        i = step % 32
-        loss = loss_fn(model(x[i]), y[i])
-        opt.zero_grad(set_to_none=True)
+    def __init__(self, variant: str, width: int, batch: int, folder: Path) -> None:
+        self.model, self.opt, self.sched = make(width)
+        gen = torch.Generator().manual_seed(1)
+        self.x = torch.randn(32, batch, 64, generator=gen)
+        self.y = torch.randint(0, 10, (32, batch), generator=gen)
+        self.loss_fn = nn.CrossEntropyLoss()
+        self.monitor = None
+        self.step = 0
+        self.seconds = 0.0
+        if variant != "bare":
+            every = 10 if variant.startswith("every=10") else 1
+            sinks = []
+            if variant.endswith("CSV"):
+                from lrkit.sinks import CSV
+
+                sinks.append(CSV(folder / f"{variant}.csv"))
+            self.monitor = L.Monitor(self.opt, self.model, every=every, sinks=sinks)
+
+    def update(self) -> None:
+        start = time.perf_counter()
+        i = self.step % 32
+        loss = self.loss_fn(self.model(self.x[i]), self.y[i])
+        self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
-        sched.step()
+        self.opt.step()
+        self.sched.step()
         value = loss.item()
-        if monitor is not None:
-            monitor.step(value)
-    if monitor is not None:
-        monitor.close()
-    return (time.perf_counter() - start) / steps
+        if self.monitor is not None:
+            self.monitor.step(value)
+        self.step += 1
+        self.seconds += time.perf_counter() - start
+
+    def close(self) -> None:
+        if self.monitor is not None:
+            start = time.perf_counter()
+            self.monitor.close()
+            self.seconds += time.perf_counter() - start
+
+
+def run(variants: list[str], steps: int, width: int, batch: int, folder: Path) -> dict[str, float]:
+    """Seconds per step of each variant, their updates interleaved (the same load hits all)."""
+    loops = {v: Loop(v, width, batch, folder) for v in variants}
+    for step in range(steps):
+        order = variants[step % len(variants) :] + variants[: step % len(variants)]
+        for v in order:
+            loops[v].update()
+    for loop in loops.values():
+        loop.close()
+    return {v: loop.seconds / steps for v, loop in loops.items()}
 
 
 def main() -> None:
@@ -94,9 +118,8 @@ def main() -> None:
     times: dict[str, list[float]] = {v: [] for v in variants}
     ratios: dict[str, list[float]] = {v: [] for v in variants}
     with tempfile.TemporaryDirectory() as tmp:
-        for rep in range(args.reps):
-            order = variants[rep % len(variants) :] + variants[: rep % len(variants)]
-            got = {v: run(v, args.steps, args.width, args.batch, Path(tmp)) for v in order}
+        for _ in range(args.reps):
+            got = run(variants, args.steps, args.width, args.batch, Path(tmp))
             for v in variants:
                 times[v].append(got[v])
                 ratios[v].append(got[v] / got["bare"])

@@ -24,10 +24,8 @@ import logging
 import math
 import os
 import runpy
-import struct
 import sys
 import time
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +37,7 @@ from typer.testing import CliRunner
 
 from lrkit.cli import app
 from lrkit.monitor import read_record
+from wandb_files import wandb_records
 
 # MLflow and W&B start services (a SQLite store, W&B's wandb-core process):
 # keep this file on one xdist worker, with test_sinks.py.
@@ -203,34 +202,6 @@ def _inf(value: float) -> float:
     return math.copysign(math.inf, value) if abs(value) == sys.float_info.max else value
 
 
-def _wandb_records(path: Path) -> Iterator[Any]:
-    """The ``Record`` protos of a ``.wandb`` file: a header, then LevelDB-log framing
-    (as in test_sinks.py: wandb has no Python reader of its own left)."""
-    from wandb.proto import wandb_internal_pb2
-
-    data = path.read_bytes()
-    assert struct.unpack("<4sHB", data[:7]) == (b":W&B", 0xBEE1, 0)
-    block = 32768
-    seeds = {kind: zlib.crc32(bytes([kind])) for kind in (1, 2, 3, 4)}  # FULL FIRST MIDDLE LAST
-    pos, parts = 7, b""
-    while pos + 7 <= len(data):
-        if block - pos % block < 7:  # a block's tail too short for a header: padding
-            pos += block - pos % block
-            continue
-        checksum, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
-        chunk = data[pos + 7 : pos + 7 + length]
-        if len(chunk) < length:
-            return  # still being written
-        assert zlib.crc32(chunk, seeds[kind]) == checksum
-        pos += 7 + length
-        parts += chunk
-        if kind in (1, 4):
-            record = wandb_internal_pb2.Record()
-            record.ParseFromString(parts)
-            parts = b""
-            yield record
-
-
 def wandb_run(path: Path) -> tuple[Series, dict[str, Any]]:
     """``(history, summary)`` of a finished offline run (waiting for its exit record:
     ``run.finish()`` returns before wandb-core has written it; 30 s at most)."""
@@ -239,7 +210,7 @@ def wandb_run(path: Path) -> tuple[Series, dict[str, Any]]:
         history: Series = {}
         summary: dict[str, Any] = {}
         finished = False
-        for record in _wandb_records(path):
+        for record in wandb_records(path):
             kind = record.WhichOneof("record_type")
             if kind == "history":
                 items = {

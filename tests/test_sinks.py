@@ -15,8 +15,6 @@ import math
 import struct
 import sys
 import time
-import zlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +23,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from lrkit.monitor import Record, Recorder, Sink, read_record
 from lrkit.sinks import CSV, MLflow, TensorBoard, WandB
+from wandb_files import wandb_records
 
 # MLflow and W&B start services (a SQLite store, W&B's wandb-core process):
 # keep this file on one xdist worker.
@@ -384,33 +383,6 @@ def wandb_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return folder
 
 
-def _wandb_records(path: Path) -> Iterator[Any]:
-    """The ``Record`` protos of a ``.wandb`` file: a header, then LevelDB-log framing."""
-    from wandb.proto import wandb_internal_pb2
-
-    data = path.read_bytes()
-    assert struct.unpack("<4sHB", data[:7]) == (b":W&B", 0xBEE1, 0)
-    block = 32768
-    seeds = {kind: zlib.crc32(bytes([kind])) for kind in (1, 2, 3, 4)}  # FULL FIRST MIDDLE LAST
-    pos, parts = 7, b""
-    while pos + 7 <= len(data):
-        if block - pos % block < 7:  # a block's tail too short for a header: padding
-            pos += block - pos % block
-            continue
-        checksum, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
-        chunk = data[pos + 7 : pos + 7 + length]
-        if len(chunk) < length:
-            return  # still being written
-        assert zlib.crc32(chunk, seeds[kind]) == checksum
-        pos += 7 + length
-        parts += chunk
-        if kind in (1, 4):
-            record = wandb_internal_pb2.Record()
-            record.ParseFromString(parts)
-            parts = b""
-            yield record
-
-
 def _wandb_run(path: Path) -> tuple[dict[str, list[tuple[int, object]]], dict[str, Any]]:
     """``(history {key: [(step, value)]}, final summary)`` of a finished offline run.
 
@@ -432,7 +404,7 @@ def _wandb_records_read(
     history: dict[str, list[tuple[int, object]]] = {}
     summary: dict[str, Any] = {}
     finished = False
-    for record in _wandb_records(path):
+    for record in wandb_records(path):
         kind = record.WhichOneof("record_type")
         if kind == "history":
             items = {

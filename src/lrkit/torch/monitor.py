@@ -22,7 +22,8 @@ scheduler stepped before the monitor):
   param group, the lr the update uses; with ``model``, a copy of each
   group's weights, into buffers kept between updates;
 - after it: with ``model``, the gradient norm over the model's parameters
-  (the norm ``clip_grad_norm_`` computes, of the gradients the update used:
+  (listed when the monitor is made; the norm ``clip_grad_norm_``
+  computes, of the gradients the update used:
   read after the step, so that an ``optimizer.step(closure)`` that runs the
   backward pass inside the step is measured too) and each group's
   update-to-weight ratio ``||w_{t+1} - w_t|| / ||w_t||``;
@@ -103,6 +104,9 @@ class Monitor:
                 )
         self.optimizer = optimizer
         self.model = model
+        # the model's parameters, listed once (walking the modules at every update costs
+        # more than the norms); a module added to the model later is not seen
+        self._model_params = [] if model is None else list(model.parameters())
         self.controller = controller
         self.recorder = Recorder(sinks, every=every, live=live, on_bad=self._on_bad)
         self._updates = 0  # updates seen by the hooks
@@ -153,31 +157,42 @@ class Monitor:
         self._measured_step = step
         if self.model is None or self._before is None:
             return
+        before = self._before
         with torch.no_grad():
+            grads: list[torch.Tensor] = []
             if self._grad_norm is None:
                 # after the update: a closure (LBFGS, Lightning) runs backward inside step()
-                grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-                if grads:
-                    norms = torch._foreach_norm(grads)
-                    self._grad_norm = torch.linalg.vector_norm(torch.stack(norms))
-            values: list[torch.Tensor] = []
-            for buffers, params in zip(self._before, self._groups(), strict=True):
-                if not buffers:
-                    values.extend([torch.zeros(()), torch.zeros(())])
-                    continue
-                now = [p.detach() for p in params]
-                delta = torch._foreach_sub(now, buffers)
-                values.append(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(delta))))
-                values.append(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(buffers))))
+                grads = [p.grad for p in self._model_params if p.grad is not None]
+            flat = [b for buffers in before for b in buffers]
+            # one norm call for the gradients and the weights before, then the buffers
+            # become w_t - w_{t+1} in place (the next recorded update copies over them)
+            norms = torch._foreach_norm(grads + flat) if grads or flat else []
+            for buffers, params in zip(before, self._groups(), strict=True):
+                if buffers:
+                    torch._foreach_sub_(buffers, [p.detach() for p in params])
+            norms = [*norms, *(torch._foreach_norm(flat) if flat else [])]
             if self._grad_norm is not None:
-                values.append(self._grad_norm)
-            got = torch.stack([v.float().cpu() for v in values]).tolist()
-        for i in range(len(self._before)):
-            change, norm = got[2 * i], got[2 * i + 1]
-            numbers[group_tag("update_ratio", i)] = change / norm if norm > 0 else math.inf
-        if self._grad_norm is not None:
-            numbers["grad_norm"] = got[-1]
-            self._grad_norm = None
+                norms.append(self._grad_norm)
+            # one transfer to the host for all of them
+            got = torch.stack([n.float() if n.dtype != torch.float32 else n for n in norms])
+            values = got.cpu().tolist()
+        grad_part, values = values[: len(grads)], values[len(grads) :]
+        weight_part, values = values[: len(flat)], values[len(flat) :]
+        change_part = values[: len(flat)]
+        start = 0
+        for i, buffers in enumerate(before):
+            end = start + len(buffers)
+            norm = math.sqrt(sum(x * x for x in weight_part[start:end]))
+            change = math.sqrt(sum(x * x for x in change_part[start:end]))
+            numbers[group_tag("update_ratio", i)] = (
+                change / norm if norm > 0 else (0.0 if change == 0 else math.inf)
+            )
+            start = end
+        if grads:
+            numbers["grad_norm"] = math.sqrt(sum(x * x for x in grad_part))
+        elif self._grad_norm is not None:
+            numbers["grad_norm"] = values[-1]
+        self._grad_norm = None
 
     # -- the loop's side --------------------------------------------------------------
 

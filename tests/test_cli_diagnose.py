@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -297,3 +298,66 @@ def test_lrkit_compare_tensorboard_export_of_a_diverged_run(
     done = invoke(str(folder))
     assert done.exit_code == 0, done.output
     assert done.stdout.startswith("verdict:  too_high\n")
+
+
+def test_a_lightning_tensorboard_log_with_its_learning_rate_monitor(tmp_path: Path) -> None:
+    """Lightning's own logger: 'train_loss' from self.log, 'lr-RMSprop' from LearningRateMonitor."""
+    import logging
+    import warnings
+
+    import lightning as L
+    import torch
+    from lightning.pytorch.callbacks import LearningRateMonitor
+    from torch import nn
+
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+
+    class Regression(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 1))
+
+        def training_step(self, batch, index):
+            x, y = batch
+            loss = ((self.net(x) - y) ** 2).mean()
+            self.log("train_loss", loss)
+            return loss
+
+        def configure_optimizers(self):
+            opt = torch.optim.RMSprop(self.parameters(), lr=3e-3)
+            decay = torch.optim.lr_scheduler.CosineAnnealingLR(opt, 120)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": decay, "interval": "step"}}
+
+    torch.manual_seed(0)
+    x = torch.randn(1024, 4)
+    data = torch.utils.data.TensorDataset(x, x[:, :2].sum(1, keepdim=True))
+    loader = torch.utils.data.DataLoader(data, batch_size=32, shuffle=True)
+    trainer = L.Trainer(
+        max_steps=120,
+        log_every_n_steps=1,
+        callbacks=[LearningRateMonitor("step")],
+        default_root_dir=tmp_path,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        accelerator="cpu",
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(Regression(), loader)
+    run = tmp_path / "lightning_logs" / "version_0"
+    record = read_record(run)
+    assert {"train_loss", "lr-RMSprop"} <= set(record.tags)
+    done = invoke(str(run), "--out", str(tmp_path / "out"))
+    assert done.exit_code == 0, done.output
+    as_monitor = Record.from_rows(
+        (step, {"loss": v.get("train_loss"), "lr/group0": v.get("lr-RMSprop")})
+        for step, v in record.rows()
+    )
+    assert done.stdout.startswith(printed(diagnose(as_monitor)))
+    shown = json.loads((tmp_path / "out" / "diagnosis.json").read_text())
+    assert shown["verdict"] == diagnose(as_monitor).verdict
+    # the lr tag was read: the cumulative-lr rule had an lr to measure (without one: None)
+    assert shown["numbers"]["late_share"] is not None
+    loss_only = Record.from_rows((step, {"loss": v.get("train_loss")}) for step, v in record.rows())
+    assert math.isnan(diagnose(loss_only).numbers["late_share"])

@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -1322,7 +1323,7 @@ def diagnose_cmd(
 #: (lrkit compare's TensorBoard export, Lightning's LearningRateMonitor, Keras' TensorBoard).
 _ALIASES = {
     "loss": ("loss/train", "train_loss", "epoch_loss", "batch_loss"),
-    "lr/group0": ("lr", "lr-SGD", "lr-Adam", "lr-AdamW", "learning_rate", "epoch_learning_rate"),
+    "lr/group0": ("lr", "learning_rate", "epoch_learning_rate"),
     "update_ratio/group0": ("update_ratio",),
 }
 
@@ -1339,6 +1340,11 @@ def _aliased(record: Any) -> Any:
             if name in record:
                 extra[tag] = name
                 break
+    if "lr/group0" not in record and "lr/group0" not in extra:
+        # Lightning's LearningRateMonitor: lr-<OptimizerClass> (lr-<Class>/pg1, ... for more groups)
+        lightning = sorted(t for t in record.tags if re.fullmatch(r"lr-[A-Za-z0-9_]+", t))
+        if lightning:
+            extra["lr/group0"] = lightning[0]
     if not extra:
         return record
     rows = []

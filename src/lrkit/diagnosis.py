@@ -135,6 +135,7 @@ __all__ = [
     "WARMUP_SHARE",
     "Diagnosis",
     "diagnose",
+    "rolling_median",
 ]
 
 VERDICTS = ("too_high", "too_low", "plateau", "ok")
@@ -310,7 +311,7 @@ def _blocks(steps: np.ndarray, loss: np.ndarray) -> tuple[list[tuple[int, int]],
     return spans, np.array(medians)
 
 
-def _rolling_median(loss: np.ndarray, k: int) -> np.ndarray:
+def rolling_median(loss: np.ndarray, k: int) -> np.ndarray:
     """The median of the ``k`` values around each one (edges padded with the edge value)."""
     pad = np.pad(loss, (k // 2, k - 1 - k // 2), mode="edge")
     return np.median(np.lib.stride_tricks.sliding_window_view(pad, k), axis=1)
@@ -320,10 +321,7 @@ def _noise(loss: np.ndarray) -> float:
     """A robust spread of the loss around its local median (MAD of the detrended values)."""
     if len(loss) < 5:
         return 0.0
-    k = 5
-    pad = np.pad(loss, (k // 2, k // 2), mode="edge")
-    local = np.median(np.lib.stride_tricks.sliding_window_view(pad, k), axis=1)
-    return float(1.4826 * np.median(np.abs(loss - local)))
+    return float(1.4826 * np.median(np.abs(loss - rolling_median(loss, 5))))
 
 
 def _spikes(run: _Run, start_level: float) -> tuple[int, int, int | None]:
@@ -417,7 +415,7 @@ def diagnose(record: Record, *, final: bool = True) -> Diagnosis:
 
     # 2. a rise above the start: the median of 5 consecutive losses above RISE x the start
     if start_level > 0:
-        smooth = _rolling_median(loss, 5)
+        smooth = rolling_median(loss, 5)
         above = np.flatnonzero(smooth > RISE * start_level)
         if len(above):
             at = int(steps[above[0]])

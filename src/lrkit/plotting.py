@@ -309,7 +309,9 @@ def plot_diagnosis(record: Any, diagnosis: Any, path: str | Path) -> Path:
     """
     import logging
 
-    from matplotlib.figure import Figure  # no pyplot: an interactive session's backend stays
+    from matplotlib.figure import Figure
+
+    from lrkit.diagnosis import rolling_median  # no pyplot: an interactive session's backend stays
 
     # matplotlib would otherwise print one "findfont" line per mathtext font family
     logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
@@ -337,9 +339,7 @@ def plot_diagnosis(record: Any, diagnosis: Any, path: str | Path) -> Path:
                 steps, values = steps[pick], values[pick]
             if name == "loss" and len(values) >= 9:
                 ax.plot(steps, values, ".", ms=1.5, alpha=0.35, color="tab:blue")
-                k = max(len(values) // 50, 3) | 1
-                pad = np.pad(values, (k // 2, k // 2), mode="edge")
-                smooth = np.median(np.lib.stride_tricks.sliding_window_view(pad, k), axis=1)
+                smooth = rolling_median(values, max(len(values) // 50, 3) | 1)
                 ax.plot(steps, smooth, lw=1.4, color="tab:blue", label="loss (median)")
             else:
                 ax.plot(steps, values, lw=1.2, marker="." if len(values) < 40 else None, label=tag)

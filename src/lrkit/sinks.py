@@ -52,6 +52,7 @@ Examples:
 
 from __future__ import annotations
 
+import abc
 import csv
 import importlib
 import io
@@ -104,7 +105,7 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-class _Sink:
+class _Sink(abc.ABC):
     """What the sinks share: step and value checks, close bookkeeping, ``with``."""
 
     _closed = False
@@ -131,11 +132,13 @@ class _Sink:
                 ) from None
         return int(step), values
 
+    @abc.abstractmethod
     def write(self, step: int, scalars: Mapping[str, float]) -> None:
-        raise NotImplementedError
+        """Record the scalars of ``step``."""
 
+    @abc.abstractmethod
     def close(self, summary: Mapping[str, Any] | None = None) -> None:
-        raise NotImplementedError
+        """Flush, keep ``summary`` where the tool keeps one, and release the file or run."""
 
     @property
     def closed(self) -> bool:

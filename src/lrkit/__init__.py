@@ -4,7 +4,8 @@ The pure core (schedules, the spec language) imports nothing heavier than
 numpy. Framework adapters live in ``lrkit.torch``, ``lrkit.keras`` and
 ``lrkit.optax`` and import their framework only when imported themselves.
 ``lrkit.task``, ``lrkit.Trial``, ``lrkit.compare`` and ``lrkit.tune`` put
-the user's own training into ``lrkit compare`` and ``lrkit tune``.
+the user's own training into ``lrkit compare`` and ``lrkit tune``;
+``lrkit.auto`` chooses its lr and schedule by itself.
 
 Examples:
     >>> import lrkit
@@ -49,6 +50,7 @@ __all__ = [
     "Schedule",
     "Task",
     "Trial",
+    "auto",
     "compare",
     "constant",
     "cosine",
@@ -71,7 +73,7 @@ __all__ = [
 ]
 
 #: Library entry points imported on first use (they pull in the runner).
-_LAZY = {"compare": "lrkit.bench.compare", "tune": "lrkit.bench.tune"}
+_LAZY = {"auto": "lrkit.bench.auto", "compare": "lrkit.bench.compare", "tune": "lrkit.bench.tune"}
 
 
 def __getattr__(name: str) -> Any:

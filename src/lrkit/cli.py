@@ -1250,6 +1250,122 @@ def find_lr_cmd(
 
 
 # --------------------------------------------------------------------------
+# lrkit auto
+# --------------------------------------------------------------------------
+
+DEFAULT_AUTO_OUT = Path("lrkit-auto")
+
+_AUTO_EXAMPLES = """\
+[bold]Examples[/bold]
+
+  lrkit auto --tasks digits                              AdamW on a built-in task
+  lrkit auto --tasks train.py:my_task --optimizer momentum
+  lrkit auto --tasks train.py:my_task --max-cost 2 --out auto/
+
+Prints the lr, the schedule (a spec of the whole run: re-run your task
+with it and that seed to get the same metric), the metric and the steps
+spent; writes OUT/auto.json and OUT/auto.png. Exit 2 for bad options or a
+task that cannot be loaded, 1 when every run diverged or failed."""
+
+
+@app.command("auto", epilog=_AUTO_EXAMPLES)
+def auto_cmd(
+    tasks: Annotated[
+        list[str],
+        typer.Option(
+            "--tasks",
+            metavar="NAME",
+            help="One task: a built-in name (see lrkit tasks), or your own: path/to/file.py:name "
+            "or package.module:name. It must log its loss every step: trial.log(step, loss=...).",
+            show_default=False,
+        ),
+    ],
+    optimizer: Annotated[
+        str,
+        typer.Option(
+            "--optimizer",
+            metavar="NAME",
+            help="sgd, momentum, nesterov, adagrad, rmsprop, adam, adamw or amsgrad.",
+        ),
+    ] = "adamw",
+    max_cost: Annotated[
+        float,
+        typer.Option(
+            "--max-cost",
+            metavar="F",
+            help="The budget in runs of the task (> 1): every optimizer step counts, the kept "
+            "run's included.",
+        ),
+    ] = 1.5,
+    seed: Annotated[
+        int, typer.Option("--seed", help="The seed of every run: model initialisation, data order.")
+    ] = 0,
+    out: Annotated[
+        Path, typer.Option("--out", help="Output folder for auto.json and auto.png.")
+    ] = DEFAULT_AUTO_OUT,
+) -> None:
+    """Choose the learning rate and the schedule of a task by itself, at a bounded cost.
+
+    Starts one run per lr a decade apart (1e-5 ... 10), each holding its lr
+    and then decaying it with a cosine; races them in lockstep, stops the
+    worse ones at 3 %, 10 % and 25 % of the steps (by their training loss),
+    and lets the last one train to the end. See docs/auto.md.
+    """
+    from lrkit.bench.auto import AutoError, AutoFailed, auto
+    from lrkit.bench.compare import write_json_atomic
+    from lrkit.bench.grid import split_names
+    from lrkit.bench.optimizers import get_optimizer
+    from lrkit.bench.trial import load_task
+
+    names = split_names(tasks)
+    if len(names) != 1:
+        raise _fail(f"--tasks: auto takes one task, got {len(names)}: {', '.join(names)}")
+    try:
+        info = load_task(names[0])
+    except ValueError as err:
+        raise _fail(f"--tasks: {err}") from None
+    try:
+        get_optimizer(optimizer)
+    except ValueError as err:
+        raise _fail(f"--optimizer: {err}") from None
+    if out.exists() and not out.is_dir():
+        raise _fail(f"--out {str(out)!r} exists and is not a folder")
+    typer.echo(
+        f"auto: {info.name} with {optimizer}, {info.steps} steps a run, at most "
+        f"{max_cost:g} runs, seed {seed} ...",
+        err=True,
+    )
+    try:
+        result = auto(
+            names[0],
+            optimizer=optimizer,
+            max_cost=max_cost,
+            seed=seed,
+            on_event=lambda line: typer.echo(f"  {line}", err=True),
+        )
+    except AutoFailed as err:
+        raise _fail(str(err), code=1) from None
+    except AutoError as err:
+        raise _fail(str(err)) from None
+    metric = "diverged" if result.metric is None else f"{result.metric:.6g}"
+    typer.echo(f"lr           {result.lr:g}")
+    typer.echo(f"schedule     {result.schedule}")
+    typer.echo(f"{result.metric_name:<12s} {metric}  (seed {result.seed})")
+    typer.echo(f"steps spent  {result.steps_spent} ({result.cost:.2f} runs of {result.steps})")
+    if result.edge:
+        typer.echo(
+            f"note: {result.lr:g} is an end of the lrs tried; the best lr may lie beyond it",
+            err=True,
+        )
+    try:
+        write_json_atomic(out / "auto.json", result.to_dict())
+        result.plot(out / "auto.png")
+    except OSError as err:
+        raise _fail(f"cannot write into {str(out)!r}: {err.strerror or err}", code=1) from None
+    typer.echo(f"wrote {out / 'auto.json'} and {out / 'auto.png'}")
+
+
+# --------------------------------------------------------------------------
 # lrkit diagnose
 # --------------------------------------------------------------------------
 

@@ -32,7 +32,14 @@ from lrkit.schedules import Schedule
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
 
-__all__ = ["default_steps", "key_steps", "plot_diagnosis", "plot_schedules", "sparkline"]
+__all__ = [
+    "default_steps",
+    "key_steps",
+    "plot_auto",
+    "plot_diagnosis",
+    "plot_schedules",
+    "sparkline",
+]
 
 #: Steps drawn when no schedule ends (every one runs for ever).
 FALLBACK_STEPS = 1000
@@ -357,6 +364,77 @@ def plot_diagnosis(record: Any, diagnosis: Any, path: str | Path) -> Path:
         if len(tags) > 1 or name == "update ratio":
             ax.legend(fontsize=7, loc="best")
     np.atleast_1d(axes)[-1].set_xlabel("step")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def plot_auto(result: Any, path: str | Path) -> Path:
+    """Draw an :class:`lrkit.bench.auto.AutoResult`: the race and the chosen schedule.
+
+    Top: every lane's training loss against the step (a running median,
+    log scale when positive), one colour per lr, the rungs as dotted lines,
+    a cross where a lane was stopped and the kept run in bold. Bottom: the
+    chosen schedule's lr over the whole run.
+
+    Returns:
+        The path written.
+    """
+    import logging
+
+    from matplotlib.figure import Figure
+
+    from lrkit.diagnosis import rolling_median
+    from lrkit.spec import parse
+
+    logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig = Figure(figsize=(8, 6))
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[2.2, 1])
+    fig.suptitle(
+        f"lrkit auto: {result.task} with {result.optimizer}: lr {result.lr:g}, "
+        f"{result.metric_name}={'diverged' if result.metric is None else f'{result.metric:.4g}'}"
+        f", {result.cost:.2f} runs",
+        fontsize=10,
+    )
+    positive = True
+    for index, probe in enumerate(sorted(result.probes, key=lambda p: p.lr)):
+        values = np.asarray(probe.losses, dtype=float)
+        if not len(values):
+            continue
+        steps = np.arange(len(values))
+        keep = np.isfinite(values)
+        smooth = values.copy()
+        if keep.sum() >= 5:
+            smooth[keep] = rolling_median(values[keep], max(int(keep.sum()) // 40, 3) | 1)
+        positive &= bool(np.all(values[keep] > 0))
+        kept = probe.lr == result.lr and probe.status != "pruned"
+        color = f"C{index % 10}"
+        top.plot(
+            steps[keep],
+            smooth[keep],
+            color=color,
+            lw=2.2 if kept else 1.0,
+            label=f"lr {probe.lr:g}" + (" (kept)" if kept else f" ({probe.status})"),
+        )
+        if not kept and keep.any():
+            last = int(steps[keep][-1])
+            top.plot([last], [smooth[keep][-1]], "x", color=color, ms=7)
+    for rung in result.rungs:
+        for ax in (top, bottom):
+            ax.axvline(rung.step, color="grey", ls=":", lw=0.8)
+    if positive:
+        top.set_yscale("log")
+    top.set_ylabel("training loss")
+    top.legend(fontsize=7, loc="best")
+    top.grid(alpha=0.3)
+    schedule = parse(result.schedule)
+    grid = np.arange(result.steps)
+    bottom.plot(grid, schedule.values(grid), color="tab:blue", lw=1.4)
+    bottom.set_ylabel("lr")
+    bottom.set_xlabel("step")
+    bottom.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return path

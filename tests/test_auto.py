@@ -10,6 +10,7 @@ give one clear error.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import textwrap
@@ -21,7 +22,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import lrkit
-from lrkit.bench.auto import LADDER, AutoError, AutoFailed, auto, plan_rungs
+from lrkit.bench.auto import LADDER, SGD_LADDER, AutoError, AutoFailed, auto, ladder, plan_rungs
 from lrkit.bench.race import Race
 from lrkit.bench.run import RunConfig, execute
 from lrkit.cli import app
@@ -133,7 +134,7 @@ def test_a_lane_that_diverges_is_done_and_scores_inf() -> None:
 
 def test_auto_keeps_a_run_that_its_spec_reproduces(task_file: Path) -> None:
     result = lrkit.auto(f"{task_file}:noisy", optimizer="momentum", seed=1)
-    assert result.lr in LADDER and result.status == "ok" and result.seed == 1
+    assert result.lr in SGD_LADDER and result.status == "ok" and result.seed == 1
     schedule = parse(result.schedule)
     assert schedule(0) == pytest.approx(result.lr)
     assert schedule(120) == 0.0
@@ -146,7 +147,14 @@ def test_auto_keeps_a_run_that_its_spec_reproduces(task_file: Path) -> None:
     assert result.steps_spent <= 1.5 * 120
     (kept,) = [p for p in result.probes if p.status == "ok"]
     assert kept.steps == 120 and kept.lr == result.lr
-    assert len(result.probes) == len(LADDER)
+    assert sorted(p.lr for p in result.probes) == list(SGD_LADDER)
+
+
+def test_the_sgd_family_races_its_own_ladder() -> None:
+    assert ladder("momentum") == ladder("sgd") == ladder("nesterov") == SGD_LADDER
+    assert ladder("adamw") == ladder("rmsprop") == LADDER
+    assert len(LADDER) == len(SGD_LADDER)
+    assert all(math.isclose(b / a, 10, rel_tol=1e-2) for a, b in itertools.pairwise(SGD_LADDER))
 
 
 @pytest.mark.parametrize("max_cost", [1.3, 1.5, 3.0])

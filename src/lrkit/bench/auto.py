@@ -3,7 +3,8 @@
 How it decides (measured, see ``docs/auto.md`` and ``benchmarks/auto.py``):
 
 1. **Lanes.** One run of the task per lr of a ladder a decade apart
-   (:data:`LADDER`: 1e-5 ... 10), all with the same schedule shape: the lr held
+   (:func:`ladder`: 1e-5 ... 10; 3.16e-6 ... 3.16 for the SGD family), all
+   with the same schedule shape: the lr held
    constant, then a cosine decay to 0 over the rest of the run
    (``wsd(..., decay_shape="cosine")``). The lanes race in lockstep
    (:class:`lrkit.bench.race.Race`): only one trains at a time, and a lane
@@ -47,17 +48,27 @@ from lrkit.bench.trial import Task, load_task, register_task
 __all__ = [
     "LADDER",
     "RUNGS",
+    "SGD_LADDER",
     "AutoError",
     "AutoFailed",
     "AutoResult",
     "Probe",
     "Rung",
     "auto",
+    "ladder",
     "plan_rungs",
 ]
 
-#: The lanes' learning rates: a decade apart, wide enough for SGD and Adam alike.
+#: The lanes' learning rates for adaptive optimizers (Adam, AdamW, RMSprop, ...):
+#: a decade apart, from 1e-5 to 10.
 LADDER = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
+
+#: ... and for the SGD family, half a decade higher: 3.16e-6 to 3.16. On the
+#: tuning tasks this offset fitted SGD momentum's best lrs better (see docs/auto.md).
+SGD_LADDER = (3.16e-6, 3.16e-5, 3.16e-4, 3.16e-3, 0.0316, 0.316, 3.16)
+
+#: The optimizers that use :data:`SGD_LADDER`.
+SGD_FAMILY = frozenset({"sgd", "momentum", "nesterov"})
 
 #: ``(fraction of the task's steps, lanes kept)`` at ``max_cost=1.5``.
 RUNGS = ((0.03, 3), (0.10, 2), (0.25, 1))
@@ -218,7 +229,17 @@ class AutoResult:
         return data
 
 
-def plan_rungs(steps: int, max_cost: float) -> list[Rung]:
+def ladder(optimizer: str) -> tuple[float, ...]:
+    """The lanes' lrs for ``optimizer``: :data:`SGD_LADDER` for the SGD family, else :data:`LADDER`.
+
+    Examples:
+        >>> ladder("adamw")[:3], ladder("momentum")[-2:]
+        ((1e-05, 0.0001, 0.001), (0.316, 3.16))
+    """
+    return SGD_LADDER if optimizer in SGD_FAMILY else LADDER
+
+
+def plan_rungs(steps: int, max_cost: float, lanes: int = len(LADDER)) -> list[Rung]:
     """The race's rungs for a task of ``steps`` and a budget of ``max_cost`` runs.
 
     :data:`RUNGS`' fractions scaled by ``(max_cost - 1) / 0.5`` (the last no
@@ -231,7 +252,7 @@ def plan_rungs(steps: int, max_cost: float) -> list[Rung]:
             steps, or ``max_cost`` too close to 1).
     """
     extra = max_cost - 1.0
-    nominal = _worst_fraction(RUNGS, len(LADDER))
+    nominal = _worst_fraction(RUNGS, lanes)
     scale = min(extra / max(nominal, _BASE_EXTRA), MAX_LAST_RUNG / RUNGS[-1][0])
     while True:  # shrink until the worst case fits (rounding matters on short tasks)
         rungs: list[Rung] = []
@@ -240,12 +261,12 @@ def plan_rungs(steps: int, max_cost: float) -> list[Rung]:
             step = max(previous + 1, math.floor(fraction * scale * steps))
             rungs.append(Rung(step, keep))
             previous = step
-        if _worst_extra(rungs, len(LADDER)) <= extra * steps:
+        if _worst_extra(rungs, lanes) <= extra * steps:
             break
         if rungs[0].step <= MIN_FIRST_RUNG:
             raise AutoError(
                 f"auto: max_cost={max_cost:g} leaves {extra * steps:.0f} steps beside the kept "
-                f"run of {steps}: too few to compare {len(LADDER)} lrs; raise max_cost or give "
+                f"run of {steps}: too few to compare {lanes} lrs; raise max_cost or give "
                 "the task more steps"
             )
         scale *= 0.95
@@ -312,7 +333,7 @@ def auto(
 ) -> AutoResult:
     """Choose the lr and the schedule of ``task`` by itself, at most ``max_cost`` runs' steps.
 
-    Every lr of :data:`LADDER` starts a run of the task (``trial.steps`` is
+    Every lr of :func:`ladder` starts a run of the task (``trial.steps`` is
     the task's own steps; ``trial.schedule`` is ``wsd(lr, steps,
     decay_steps=..., decay_shape="cosine")``). They race in lockstep and
     the worse ones are stopped at the rungs of :func:`plan_rungs`; the last
@@ -342,7 +363,8 @@ def auto(
     info = _check(task, optimizer, max_cost, seed)
     register_task(info)
     steps = info.steps
-    rungs = plan_rungs(steps, float(max_cost))
+    lrs = ladder(optimizer)
+    rungs = plan_rungs(steps, float(max_cost), len(lrs))
     decay_from = rungs[-1].step + DECAY_MARGIN
     shape = f"wsd(decay_steps={steps - decay_from}, decay_shape='cosine')"
     tell = on_event or (lambda line: None)
@@ -350,7 +372,7 @@ def auto(
     scores: dict[int, dict[int, float]] = {}
     ranked: list[Lane] = []
     with Race() as race:
-        lanes = [race.add(RunConfig(info.ref, optimizer, shape, lr=lr, seed=seed)) for lr in LADDER]
+        lanes = [race.add(RunConfig(info.ref, optimizer, shape, lr=lr, seed=seed)) for lr in lrs]
         for rung in rungs:
             contenders = race.live
             race.advance(rung.step)
@@ -388,7 +410,7 @@ def auto(
         steps=steps,
         max_cost=float(max_cost),
         status=result.status,
-        edge=kept.config.lr in (LADDER[0], LADDER[-1]),
+        edge=kept.config.lr in (lrs[0], lrs[-1]),
         probes=probes,
         rungs=rungs,
         run=result,

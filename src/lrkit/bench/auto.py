@@ -3,8 +3,7 @@
 How it decides (measured, see ``docs/auto.md`` and ``benchmarks/auto.py``):
 
 1. **Lanes.** One run of the task per lr of a ladder a decade apart
-   (:func:`ladder`: 1e-5 ... 10; 3.16e-6 ... 3.16 for the SGD family), all
-   with the same schedule shape: the lr held
+   (:data:`LADDER`: 1e-5 ... 10), all with the same schedule shape: the lr held
    constant, then a cosine decay to 0 over the rest of the run
    (``wsd(..., decay_shape="cosine")``). The lanes race in lockstep
    (:class:`lrkit.bench.race.Race`): only one trains at a time, and a lane
@@ -48,27 +47,17 @@ from lrkit.bench.trial import Task, load_task, register_task
 __all__ = [
     "LADDER",
     "RUNGS",
-    "SGD_LADDER",
     "AutoError",
     "AutoFailed",
     "AutoResult",
     "Probe",
     "Rung",
     "auto",
-    "ladder",
     "plan_rungs",
 ]
 
-#: The lanes' learning rates for adaptive optimizers (Adam, AdamW, RMSprop, ...):
-#: a decade apart, from 1e-5 to 10.
+#: The lanes' learning rates: a decade apart, wide enough for SGD and Adam alike.
 LADDER = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
-
-#: ... and for the SGD family, half a decade higher: 3.16e-6 to 3.16. On the
-#: tuning tasks this offset fitted SGD momentum's best lrs better (see docs/auto.md).
-SGD_LADDER = (3.16e-6, 3.16e-5, 3.16e-4, 3.16e-3, 0.0316, 0.316, 3.16)
-
-#: The optimizers that use :data:`SGD_LADDER`.
-SGD_FAMILY = frozenset({"sgd", "momentum", "nesterov"})
 
 #: ``(fraction of the task's steps, lanes kept)`` at ``max_cost=1.5``.
 RUNGS = ((0.03, 3), (0.10, 2), (0.25, 1))
@@ -229,16 +218,6 @@ class AutoResult:
         return data
 
 
-def ladder(optimizer: str) -> tuple[float, ...]:
-    """The lanes' lrs for ``optimizer``: :data:`SGD_LADDER` for the SGD family, else :data:`LADDER`.
-
-    Examples:
-        >>> ladder("adamw")[:3], ladder("momentum")[-2:]
-        ((1e-05, 0.0001, 0.001), (0.316, 3.16))
-    """
-    return SGD_LADDER if optimizer in SGD_FAMILY else LADDER
-
-
 def plan_rungs(steps: int, max_cost: float, lanes: int = len(LADDER)) -> list[Rung]:
     """The race's rungs for a task of ``steps`` and a budget of ``max_cost`` runs.
 
@@ -333,7 +312,7 @@ def auto(
 ) -> AutoResult:
     """Choose the lr and the schedule of ``task`` by itself, at most ``max_cost`` runs' steps.
 
-    Every lr of :func:`ladder` starts a run of the task (``trial.steps`` is
+    Every lr of :data:`LADDER` starts a run of the task (``trial.steps`` is
     the task's own steps; ``trial.schedule`` is ``wsd(lr, steps,
     decay_steps=..., decay_shape="cosine")``). They race in lockstep and
     the worse ones are stopped at the rungs of :func:`plan_rungs`; the last
@@ -363,7 +342,7 @@ def auto(
     info = _check(task, optimizer, max_cost, seed)
     register_task(info)
     steps = info.steps
-    lrs = ladder(optimizer)
+    lrs = LADDER
     rungs = plan_rungs(steps, float(max_cost), len(lrs))
     decay_from = rungs[-1].step + DECAY_MARGIN
     shape = f"wsd(decay_steps={steps - decay_from}, decay_shape='cosine')"

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -294,3 +296,47 @@ def test_the_docs_example_runs_as_written(tmp_path: Path) -> None:
     steps = int(second.split(" after ")[1].split(" steps")[0])
     cost = float(second.rsplit("(", 1)[1].split(" runs")[0])
     assert steps <= 1.5 * 200 and cost == pytest.approx(steps / 200, abs=0.005)
+
+
+def test_stopping_a_race_while_a_lane_trains_does_not_hang(task_file: Path) -> None:
+    """As on Ctrl-C: the caller leaves while a lane is between two pauses."""
+    import threading
+
+    race = Race()
+    lane = race.add(RunConfig(f"{task_file}:noisy", "adamw", "cosine()", lr=0.01))
+    caller = threading.Thread(target=race.advance, args=(100,), daemon=True)
+    caller.start()
+    deadline = time.monotonic() + 60
+    while lane.logged < 5 and time.monotonic() < deadline:  # the lane is training
+        time.sleep(0.001)
+    race.__exit__(None, None, None)  # what leaving the with block does
+    caller.join(timeout=60)
+    assert not caller.is_alive()
+    assert lane.result is not None and lane.result.status == "pruned"
+    assert lane.logged < 100
+
+
+KERAS_CHECK = """
+import lrkit
+from lrkit.bench.run import RunConfig, execute
+
+task = "{root}/examples/task_keras.py:digits_keras"
+result = lrkit.auto(task, optimizer="adamw", seed=1)
+again = execute(RunConfig(task, "adamw", result.schedule, lr=result.lr, seed=1))
+print(result.lr, result.metric, again.final, result.steps_spent)
+"""
+
+
+def test_auto_on_a_keras_task_on_jax() -> None:
+    """A Keras task (trial.schedule through to_keras) races in threads too, and reproduces."""
+    root = Path(__file__).parents[1]
+    done = subprocess.run(
+        [sys.executable, "-c", KERAS_CHECK.format(root=root)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "KERAS_BACKEND": "jax"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lr, metric, again, spent = done.stdout.split()[-4:]
+    assert float(lr) in LADDER and metric == again and int(spent) <= 450

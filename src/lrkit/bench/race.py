@@ -148,12 +148,16 @@ class Lane:
 
     def _on_loss(self, step: int, value: float) -> bool:
         self.losses.append(value)
-        if self.logged < self._target:
+        if not self._stop and self.logged < self._target:
             return False
-        states = _random_states()
-        self._resume.clear()
-        self._yielded.set()
-        self._resume.wait()
+        if not self._stop:
+            states = _random_states()
+            self._resume.clear()
+            self._yielded.set()
+            # wait to be resumed; a stop may come from a caller that never resumes
+            # (Ctrl-C while this lane was training): look at it now and then
+            while not self._resume.wait(0.05) and not self._stop:
+                pass
         if self._stop:
             self.stopped_at = self.logged
             return True  # trial.log raises Pruned

@@ -19,10 +19,11 @@ How it decides (measured, see ``docs/auto.md`` and ``benchmarks/auto.py``):
 The rungs scale with the budget: ``max_cost - 1`` runs' worth of steps are
 left for the stopped lanes, and the plan never spends more than that.
 
-Why not the lr finder alone: on the built-in and held-out tasks, the range
-test's landmarks sat 0.1x to 40x from the best lr of a tuned cosine; and
-short full runs (cosine over an eighth or a quarter of the steps) chose
-worse than the first quarter of a constant-lr run. See ``docs/auto.md``.
+Why not the lr finder: its suggestion sat 0.007x to 1.8x from the best lr
+of a cosine grid, and its curve's minimum 0.23x to 39x (9 tasks, Adam and
+momentum, a sweep of a third of a run); and short full runs (cosine over an
+eighth or a quarter of the steps) chose worse than the first quarter of
+constant-lr runs. See ``docs/auto.md``.
 
 Examples:
     >>> plan = plan_rungs(300, max_cost=1.5)

@@ -343,8 +343,7 @@ def auto(
     info = _check(task, optimizer, max_cost, seed)
     register_task(info)
     steps = info.steps
-    lrs = LADDER
-    rungs = plan_rungs(steps, float(max_cost), len(lrs))
+    rungs = plan_rungs(steps, float(max_cost))
     decay_from = rungs[-1].step + DECAY_MARGIN
     shape = f"wsd(decay_steps={steps - decay_from}, decay_shape='cosine')"
     tell = on_event or (lambda line: None)
@@ -352,7 +351,7 @@ def auto(
     scores: dict[int, dict[int, float]] = {}
     ranked: list[Lane] = []
     with Race() as race:
-        lanes = [race.add(RunConfig(info.ref, optimizer, shape, lr=lr, seed=seed)) for lr in lrs]
+        lanes = [race.add(RunConfig(info.ref, optimizer, shape, lr=lr, seed=seed)) for lr in LADDER]
         for rung in rungs:
             contenders = race.live
             race.advance(rung.step)
@@ -390,7 +389,7 @@ def auto(
         steps=steps,
         max_cost=float(max_cost),
         status=result.status,
-        edge=kept.config.lr in (lrs[0], lrs[-1]),
+        edge=kept.config.lr in (LADDER[0], LADDER[-1]),
         probes=probes,
         rungs=rungs,
         run=result,

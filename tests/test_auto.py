@@ -256,6 +256,7 @@ def test_cli_auto_prints_the_choice_and_writes_its_files(tmp_path: Path) -> None
     assert "loss " in result.stdout and "(seed 2)" in result.stdout
     assert f"steps spent  {data['steps_spent']}" in result.stdout
     assert "step 6/200: kept lr" in result.stderr  # the race as it goes
+    assert f"step 180/200: lr {data['lr']:g}, loss " in result.stderr  # then the kept run
     assert (out / "auto.png").read_bytes()[:8] == PNG_MAGIC
 
 

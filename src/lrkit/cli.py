@@ -1262,9 +1262,10 @@ _AUTO_EXAMPLES = """\
   lrkit auto --tasks train.py:my_task --optimizer momentum
   lrkit auto --tasks train.py:my_task --max-cost 2 --out auto/
 
-Prints the lr, the schedule (a spec of the whole run: re-run your task
-with it and that seed to get the same metric), the metric and the steps
-spent; writes OUT/auto.json and OUT/auto.png. Exit 2 for bad options or a
+Prints the race at each rung and the kept run every tenth of its steps,
+then the lr, the schedule (a spec of the whole run: re-run your task with
+it and that seed to get the same metric), the metric and the steps spent;
+writes OUT/auto.json and OUT/auto.png. Exit 2 for bad options or a
 task that cannot be loaded, 1 when every run diverged or failed."""
 
 

@@ -329,7 +329,8 @@ def auto(
         max_cost: The budget in runs of the task: every optimizer update
             counts, the kept run's included.
         seed: The seed of every run (model initialisation, batch order).
-        on_event: Called with a line of text at each rung and at the end.
+        on_event: Called with a line of text at each rung, every tenth of
+            the kept run's steps, and at the end.
 
     Returns:
         The :class:`AutoResult`.
@@ -356,10 +357,10 @@ def auto(
             contenders = race.live
             race.advance(rung.step)
             _check_logging(lanes, rung, info)
-            ranked = sorted(contenders, key=lambda lane: lane.window())
+            ranked = sorted(contenders, key=_score)
             for lane in ranked:
-                scores.setdefault(id(lane), {})[rung.step] = lane.window()
-            if not math.isfinite(ranked[0].window()):
+                scores.setdefault(id(lane), {})[rung.step] = _score(lane)
+            if not math.isfinite(_score(ranked[0])):
                 raise AutoFailed(_all_failed(race.lanes, info, rung))
             for lane in ranked[rung.keep :]:
                 race.stop(lane)
@@ -367,10 +368,16 @@ def auto(
                 f"step {rung.step}/{steps}: kept lr "
                 + ", ".join(f"{lane.config.lr:g}" for lane in ranked[: rung.keep])
                 + " (mean loss "
-                + ", ".join(f"{lane.window():.4g}" for lane in ranked[: rung.keep])
+                + ", ".join(f"{_score(lane):.4g}" for lane in ranked[: rung.keep])
                 + ")"
             )
         kept = ranked[0]
+        for tenth in range(1, 10):  # the rest of the kept run, told every tenth of the steps
+            target = steps * tenth // 10
+            if target > kept.logged and not kept.done:
+                race.advance(target, [kept])
+                if not kept.done:
+                    tell(f"step {target}/{steps}: lr {kept.config.lr:g}, loss {_score(kept):.4g}")
         race.finish([kept])
     result = kept.result
     assert result is not None
@@ -401,6 +408,11 @@ def auto(
         f"{spent} steps ({out.cost:.2f} runs)"
     )
     return out
+
+
+def _score(lane: Lane) -> float:
+    """What the lanes are ranked by: the mean training loss over the last quarter so far."""
+    return lane.window(0.25)
 
 
 def _check_logging(lanes: list[Lane], rung: Rung, info: Task) -> None:

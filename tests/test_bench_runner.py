@@ -475,9 +475,11 @@ def test_ctrl_c_stops_the_workers_keeps_the_runs_and_says_how_to_resume(tmp_path
     out = tmp_path / "report"
     args = [
         LRKIT, "compare", "--tasks", "quadratic,rosenbrock", "--optimizers", "sgd,adam",
-        "--schedules", "constant()", "--lrs", "0.001,0.01,0.1", "--seeds", "2",
+        "--schedules", "constant()", "--lrs", "0.001,0.01,0.1", "--seeds", "12",
         "--budget", "0.5", "--workers", "2", "--out", str(out),
     ]  # fmt: skip
+    # 144 quick runs: the grid cannot end between the second stored run and the signal
+    # (with 24 it sometimes did, and the command exited 0)
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while stored(out / "runs.sqlite") < 2:

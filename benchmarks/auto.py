@@ -27,7 +27,7 @@ mean of the ratios <= 1.10, worst <= 1.3, cost <= 1.5 runs.
 Every grid and baseline run is kept in a SQLite run store (``--store``) and
 every auto result in ``auto.json`` beside it, so a re-run resumes.
 
-Run (about 40 min on 2 cores the first time)::
+Run (about 35 min on 2 cores the first time)::
 
     nice -n 5 python benchmarks/auto.py --workers 2
     python benchmarks/auto.py --tasks digits,quadratic --seeds 1

@@ -290,6 +290,24 @@ def _run(record: Record) -> _Run:
     return _Run(steps, loss, _lr_series(record, steps), ratio_steps, ratio, first, last)
 
 
+def _too_high(
+    run: _Run,
+    at: int,
+    rule: str,
+    evidence: str,
+    numbers: dict[str, float],
+    *,
+    factor: str = "0.3",
+    also: str = "",
+    until: int | None = None,
+) -> Diagnosis:
+    """A ``too_high`` verdict: it went wrong at ``at``, the stretch runs to ``until`` (the end)."""
+    stretch = (at, run.last if until is None else until)
+    return Diagnosis(
+        "too_high", evidence, _advice_high(run, at, factor) + also, at, stretch, rule, numbers
+    )
+
+
 def _advice_high(run: _Run, step: int, factor: str = "0.3") -> str:
     text = f"cut the lr x{factor}"
     if step - run.first <= WARMUP_SHARE * run.span and run.span >= 10 * MIN_POINTS:
@@ -374,27 +392,24 @@ def diagnose(record: Record, *, final: bool = True) -> Diagnosis:
     bad = np.flatnonzero(~np.isfinite(loss))
     if len(bad):
         at = int(steps[bad[0]])
-        return Diagnosis(
-            "too_high",
-            f"the loss is {loss[bad[0]]} at step {at}",
-            _advice_high(run, at) + " (or keep the lr and add a guard: guard(..., factor=0.5))",
+        return _too_high(
+            run,
             at,
-            (at, run.last),
             "nan",
+            f"the loss is {loss[bad[0]]} at step {at}",
             {"step": float(at)},
+            also=" (or keep the lr and add a guard: guard(..., factor=0.5))",
         )
     if len(loss) < MIN_POINTS:
         start, top = (float(loss[0]), float(np.max(loss))) if len(loss) else (0.0, 0.0)
         if start > 0 and len(loss) >= 3 and top > RISE * start:
             at = int(steps[int(np.argmax(loss > RISE * start))])
-            return Diagnosis(
-                "too_high",
+            return _too_high(
+                run,
+                at,
+                "rise",
                 f"the loss rose to {_fmt(top)}, {top / start:.3g}x its start {_fmt(start)}, "
                 f"from step {at} ({len(loss)} losses recorded)",
-                _advice_high(run, at),
-                at,
-                (at, run.last),
-                "rise",
                 {"start_loss": start, "peak": top, "rise": top / start},
             )
         return Diagnosis(
@@ -421,15 +436,13 @@ def diagnose(record: Record, *, final: bool = True) -> Diagnosis:
             at = int(steps[above[0]])
             top = int(np.argmax(smooth))
             numbers.update(peak=float(smooth[top]), rise=float(smooth[top] / start_level))
-            return Diagnosis(
-                "too_high",
+            return _too_high(
+                run,
+                at,
+                "rise",
                 f"the loss rose to {_fmt(smooth[top])} at step {int(steps[top])} "
                 f"(median of 5), {smooth[top] / start_level:.3g}x its start "
                 f"{_fmt(start_level)}; above {RISE:g}x from step {at}",
-                _advice_high(run, at),
-                at,
-                (at, run.last),
-                "rise",
                 numbers,
             )
 
@@ -442,32 +455,30 @@ def diagnose(record: Record, *, final: bool = True) -> Diagnosis:
             after = np.flatnonzero((steps > spans[low_block][1]) & (loss > 2 * medians[low_block]))
             at = int(steps[after[0]]) if len(after) else spans[b][0]
             numbers.update(lowest=float(lowest[b - 1]), risen_to=float(medians[b]))
-            return Diagnosis(
-                "too_high",
+            return _too_high(
+                run,
+                at,
+                "blowup",
                 f"the loss rose from {_fmt(lowest[b - 1])} (steps {spans[low_block][0]}-"
                 f"{spans[low_block][1]}) to {_fmt(medians[b])} (steps {spans[b][0]}-"
                 f"{spans[b][1]}), above its start {_fmt(start_level)}",
-                _advice_high(run, at),
-                at,
-                (at, spans[-1][1]),
-                "blowup",
                 numbers,
+                until=spans[-1][1],
             )
 
     # 4. spikes
     count, looked, first_spike = _spikes(run, start_level)
     if looked and count > SPIKES * looked and first_spike is not None:
         numbers.update(spikes=float(count), spike_share=count / looked)
-        return Diagnosis(
-            "too_high",
+        return _too_high(
+            run,
+            first_spike,
+            "spikes",
             f"{count} loss spikes in {looked} steps ({count / looked:.1%}; above {SPIKE:g}x the "
             f"median of the {SPIKE_WINDOW} before and above the start {_fmt(start_level)}), "
             f"the first at step {first_spike}",
-            _advice_high(run, first_spike, "0.5"),
-            first_spike,
-            (first_spike, run.last),
-            "spikes",
             numbers,
+            factor="0.5",
         )
 
     # 5.-7. update ratios
@@ -482,15 +493,13 @@ def diagnose(record: Record, *, final: bool = True) -> Diagnosis:
         numbers.update(update_ratio=late, update_ratio_early=early)
         if late > RATIO_HIGH:
             at = run.at(0.5)
-            return Diagnosis(
-                "too_high",
+            return _too_high(
+                run,
+                at,
+                "large_updates",
                 f"the update-to-weight ratio is {_fmt(late)} (median of the second half; "
                 f"the usual band is 1e-4..1e-2): each update rewrites "
                 f"{late:.1%} of the weights",
-                _advice_high(run, at, "0.3"),
-                at,
-                (at, run.last),
-                "large_updates",
                 numbers,
             )
         if early < RATIO_LOW:
@@ -506,15 +515,14 @@ def diagnose(record: Record, *, final: bool = True) -> Diagnosis:
             )
         if progress < NO_PROGRESS and late >= RATIO_MOVING and run.span >= 2 * MIN_POINTS:
             at = run.first
-            return Diagnosis(
-                "too_high",
+            return _too_high(
+                run,
+                at,
+                "no_progress_moving",
                 f"the weights move (update ratio {_fmt(late)}) but the loss does not fall: "
                 f"{_fmt(start_level)} to {_fmt(end)} in {run.span} steps",
-                _advice_high(run, at, "0.1"),
-                at,
-                (at, run.last),
-                "no_progress_moving",
                 numbers,
+                factor="0.1",
             )
     if not final:
         return Diagnosis(

@@ -42,7 +42,7 @@ from typing import Any
 
 from lrkit.bench.optimizers import get_optimizer
 from lrkit.bench.race import Lane, Race
-from lrkit.bench.run import RunConfig, RunResult, warm_up
+from lrkit.bench.run import RunConfig, RunResult
 from lrkit.bench.trial import Task, load_task, register_task
 
 __all__ = [
@@ -348,7 +348,6 @@ def auto(
     decay_from = rungs[-1].step + DECAY_MARGIN
     shape = f"wsd(decay_steps={steps - decay_from}, decay_shape='cosine')"
     tell = on_event or (lambda line: None)
-    warm_up()
     scores: dict[int, dict[int, float]] = {}
     ranked: list[Lane] = []
     with Race() as race:

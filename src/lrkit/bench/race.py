@@ -78,7 +78,6 @@ class Lane:
 
     Attributes:
         config: The run.
-        losses: Every training loss it logged, in order.
         result: Its :class:`~lrkit.bench.run.RunResult` once it ended
             (finished, diverged, failed or stopped), else ``None``.
         stopped_at: The logged steps at which the race stopped it.
@@ -86,8 +85,8 @@ class Lane:
 
     def __init__(self, config: RunConfig) -> None:
         self.config = config
-        self.losses: list[float] = []
         self.result: RunResult | None = None
+        self._record: RunResult | None = None  # what the run's trial records, while it runs
         self.stopped_at: int | None = None
         self._target = 0
         self._stop = False
@@ -103,6 +102,11 @@ class Lane:
     def done(self) -> bool:
         """Whether the run has ended."""
         return self.result is not None
+
+    @property
+    def losses(self) -> list[float]:
+        """Every training loss it logged, in order (the run's own record of them)."""
+        return [] if self._record is None else self._record.loss
 
     @property
     def logged(self) -> int:
@@ -138,6 +142,7 @@ class Lane:
     def _make_trial(self, *args: Any, **kwargs: Any) -> Trial:
         trial = Trial(*args, **kwargs)
         trial._on_loss = self._on_loss
+        self._record = trial._result
         return trial
 
     def _run(self) -> None:
@@ -147,7 +152,6 @@ class Lane:
             self._yielded.set()
 
     def _on_loss(self, step: int, value: float) -> bool:
-        self.losses.append(value)
         if not self._stop and self.logged < self._target:
             return False
         if not self._stop:

@@ -37,7 +37,7 @@ from typer.testing import CliRunner
 
 from lrkit.cli import app
 from lrkit.monitor import read_record
-from wandb_files import wandb_records
+from wandb_files import QUIET, wandb_records
 
 # MLflow and W&B start services (a SQLite store, W&B's wandb-core process):
 # keep this file on one xdist worker, with test_sinks.py.
@@ -85,15 +85,7 @@ def quiet_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         for name in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR"):
             mp.setenv(name, str(home))
         settings = {
-            "WANDB_SILENT": "true",
-            "WANDB_CONSOLE": "off",
-            "WANDB_ERROR_REPORTING": "false",
-            "WANDB_DISABLE_CODE": "true",
-            "WANDB_DISABLE_GIT": "true",
-            "WANDB__DISABLE_STATS": "true",
-            "WANDB__DISABLE_META": "true",
-            "WANDB__DISABLE_MACHINE_INFO": "true",
-            "WANDB__SAVE_REQUIREMENTS": "false",
+            **QUIET,
             "KERAS_BACKEND": os.environ.get("KERAS_BACKEND", "jax"),  # the example's default
         }
         for name, value in settings.items():

@@ -23,7 +23,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from lrkit.monitor import Record, Recorder, Sink, read_record
 from lrkit.sinks import CSV, MLflow, TensorBoard, WandB
-from wandb_files import wandb_records
+from wandb_files import QUIET, wandb_records
 
 # MLflow and W&B start services (a SQLite store, W&B's wandb-core process):
 # keep this file on one xdist worker.
@@ -364,18 +364,7 @@ def wandb_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "wandb-home"
     for name in ("WANDB_DIR", "WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR"):
         monkeypatch.setenv(name, str(folder))
-    settings = {
-        "WANDB_MODE": "offline",
-        "WANDB_SILENT": "true",
-        "WANDB_CONSOLE": "off",
-        "WANDB_ERROR_REPORTING": "false",
-        "WANDB_DISABLE_CODE": "true",
-        "WANDB_DISABLE_GIT": "true",
-        "WANDB__DISABLE_STATS": "true",
-        "WANDB__DISABLE_META": "true",
-        "WANDB__DISABLE_MACHINE_INFO": "true",
-        "WANDB__SAVE_REQUIREMENTS": "false",  # no scan of the installed packages (seconds)
-    }
+    settings = {"WANDB_MODE": "offline", **QUIET}
     for name, value in settings.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("WANDB_API_KEY", raising=False)

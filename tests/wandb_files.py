@@ -1,4 +1,7 @@
-"""Reading an offline W&B run's ``.wandb`` file with wandb's own protos (tests only).
+"""W&B in the tests: quiet offline settings, and reading a run's ``.wandb`` file.
+
+:data:`QUIET` holds the environment that keeps W&B from the network, git,
+the package list and the console.
 
 wandb 0.31 has no Python reader of its ``.wandb`` files left: the framing (a
 header, then LevelDB-log records with CRC-32 checksums) is read here, and each
@@ -12,6 +15,19 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+#: Environment for a W&B run with no account, network, git or package scan, and no output.
+QUIET = {
+    "WANDB_SILENT": "true",
+    "WANDB_CONSOLE": "off",
+    "WANDB_ERROR_REPORTING": "false",
+    "WANDB_DISABLE_CODE": "true",
+    "WANDB_DISABLE_GIT": "true",
+    "WANDB__DISABLE_STATS": "true",
+    "WANDB__DISABLE_META": "true",
+    "WANDB__DISABLE_MACHINE_INFO": "true",
+    "WANDB__SAVE_REQUIREMENTS": "false",  # no scan of the installed packages (seconds)
+}
 
 
 def wandb_records(path: Path) -> Iterator[Any]:

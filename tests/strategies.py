@@ -16,6 +16,7 @@ from collections.abc import Callable
 from hypothesis import strategies as st
 
 import lrkit
+import lrkit.sklearn
 from lrkit import Schedule
 
 __all__ = [
@@ -28,12 +29,14 @@ __all__ = [
     "ending_schedules",
     "exponentials",
     "inverse_sqrts",
+    "invscalings",
     "joins",
     "leaf_schedules",
     "linears",
     "lrs",
     "multisteps",
     "one_cycles",
+    "optimals",
     "pipes",
     "polynomials",
     "positive_lrs",
@@ -203,6 +206,26 @@ def wsds(draw: st.DrawFn) -> Schedule:
     )
 
 
+def invscalings() -> st.SearchStrategy[Schedule]:
+    """sklearn's ``invscaling`` (:mod:`lrkit.sklearn`), with a batch of samples a step."""
+    return st.builds(
+        lrkit.sklearn.invscaling,
+        eta0=lrs,
+        power_t=st.floats(min_value=0.0, max_value=2.0),
+        batch_size=st.integers(min_value=1, max_value=1000),
+    )
+
+
+def optimals() -> st.SearchStrategy[Schedule]:
+    """sklearn's ``optimal``: its own t0 (None) or a given one."""
+    return st.builds(
+        lrkit.sklearn.optimal,
+        alpha=st.floats(min_value=1e-7, max_value=10.0),
+        t0=st.none() | st.floats(min_value=1e-2, max_value=1e6),
+        batch_size=st.integers(min_value=1, max_value=1000),
+    )
+
+
 def _ceil_frac(fraction: float, steps: int) -> int:
     """How many steps a decay fraction stands for (rounded up, as lrkit does)."""
     return lrkit.wsd(1.0, steps=steps, decay_steps=fraction).decay_count
@@ -222,6 +245,8 @@ LEAF_FAMILIES: dict[str, Callable[[], st.SearchStrategy[Schedule]]] = {
     "one_cycle": one_cycles,
     "inverse_sqrt": inverse_sqrts,
     "wsd": wsds,
+    "invscaling": invscalings,
+    "optimal": optimals,
 }
 
 #: Leaf families that end (have a length) and hold their end value afterwards.
@@ -295,6 +320,24 @@ def scaleds(inner: st.SearchStrategy[Schedule] | None = None) -> st.SearchStrate
     return st.builds(lambda f, s: f * s, factor, leaf_schedules() if inner is None else inner)
 
 
+@st.composite
+def swas(draw: st.DrawFn, inner: st.SearchStrategy[Schedule] | None = None) -> Schedule:
+    """``swa(s, ...)``: ``start`` and ``anneal_steps`` counts, or fractions when ``s`` ends."""
+    schedule = draw(leaf_schedules() if inner is None else inner)
+    end = schedule.length
+    start_count = st.integers(min_value=1, max_value=5000 if end is None else end)
+    anneal_count = st.integers(min_value=0, max_value=3000)
+    fraction = st.floats(min_value=0.0, max_value=1.0, exclude_min=True, exclude_max=True)
+    edges = st.sampled_from([1, 2] if end is None else [1, end - 1 or 1, end])
+    return lrkit.swa(
+        schedule,
+        start=draw(st.one_of(start_count, edges, *([] if end is None else [fraction]))),
+        swa_lr=draw(st.none() | lrs),
+        anneal_steps=draw(anneal_count if end is None else st.one_of(anneal_count, fraction)),
+        anneal=draw(st.sampled_from(["cos", "linear"])),
+    )
+
+
 def _extend(children: st.SearchStrategy[Schedule]) -> st.SearchStrategy[Schedule]:
     ending_children = children.filter(lambda s: s.length is not None)
     return st.one_of(
@@ -302,6 +345,7 @@ def _extend(children: st.SearchStrategy[Schedule]) -> st.SearchStrategy[Schedule
         joins(children),
         pipes(ending_children),
         scaleds(children),
+        swas(children),
     )
 
 

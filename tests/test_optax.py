@@ -42,6 +42,8 @@ ONE_PER_FAMILY = [
     "wsd(lr=1.0, steps=40, decay_steps=10, decay_shape='cosine', min_lr=0.1)",
     "warmup(cosine(lr=1.0, steps=20), steps=5, shape='cosine')",
     "warmup(constant(lr=1.0), steps=5, start_lr=0.01, shape='exponential')",
+    "swa(cosine(lr=1.0, steps=40), start=0.5, swa_lr=0.2, anneal_steps=5)",
+    "swa(constant(lr=1.0), start=9, swa_lr=0.1, anneal_steps=4, anneal='linear')",
     "linear(start_lr=0.0, end_lr=1.0, steps=5) | 0.5 * cosine(lr=1.0, steps=10) | constant(lr=0.1)",
     "join(constant(lr=1.0), exponential(lr=0.5, gamma=0.8), boundaries=[6])",
 ]

@@ -18,6 +18,7 @@ from typing import Any
 
 from lrkit.bench.trial import Pruned, Task, Trial, task
 from lrkit.controllers import Adaptive, Diverged, Guard, Plateau
+from lrkit.scaling import scale_lr
 from lrkit.schedules import (
     FACTORIES,
     Schedule,
@@ -33,6 +34,7 @@ from lrkit.schedules import (
     one_cycle,
     polynomial,
     step_decay,
+    swa,
     warmup,
     wsd,
 )
@@ -65,7 +67,9 @@ __all__ = [
     "one_cycle",
     "parse",
     "polynomial",
+    "scale_lr",
     "step_decay",
+    "swa",
     "task",
     "tune",
     "warmup",

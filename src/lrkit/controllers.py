@@ -15,9 +15,12 @@ and feeds it.
   :class:`Diverged`.
 - :class:`Adaptive`: the "bold driver": raise while the loss falls
   smoothly, cut when it rises or oscillates.
+- :class:`SklearnAdaptive`: scikit-learn MLP's ``learning_rate="adaptive"``
+  (a :class:`Plateau` with sklearn's own bookkeeping, :class:`SklearnDetector`).
 
 Each has a spec name (``plateau(...)``, ``guard(...)``, ``adaptive(...)``,
-registered with :func:`lrkit.spec.register`): ``str(c)`` is the spec of
+``sklearn_adaptive(...)``, registered with :func:`lrkit.spec.register`):
+``str(c)`` is the spec of
 its settings, and ``lrkit.parse(str(c))`` builds a fresh controller equal
 to ``c`` before its first observation.
 
@@ -54,6 +57,8 @@ __all__ = [
     "Guard",
     "Plateau",
     "PlateauDetector",
+    "SklearnAdaptive",
+    "SklearnDetector",
     "guard",
     "warmup_steps",
 ]
@@ -566,6 +571,143 @@ class Plateau(_Controller):
 
 
 # ---------------------------------------------------------------------------
+# scikit-learn's adaptive rule: a Plateau that keeps sklearn's bookkeeping
+# ---------------------------------------------------------------------------
+
+#: sklearn's MLP divides its lr by 5 only while the lr is above this.
+SKLEARN_MIN_CUT_LR = 1e-6
+
+
+@dataclass
+class SklearnDetector(PlateauDetector):
+    """The decisions of scikit-learn's MLP ``learning_rate="adaptive"``, exactly.
+
+    Two differences from torch's rules (:class:`PlateauDetector`), as
+    sklearn's ``_update_no_improvement_count`` counts (absolute ``threshold``,
+    its ``tol``; ``mode="max"`` mirrored):
+
+    1. an observation is bad when ``metric > best - threshold`` (so one that
+       improves by exactly ``threshold`` is good);
+    2. ``best`` is the lowest value seen: an observation below it becomes the
+       best even when it improves by less than ``threshold`` (and is bad).
+
+    More than ``patience`` bad observations make a cut and restart the count;
+    there is no cooldown. NaN counts as bad and never becomes the best.
+
+    Examples:
+        >>> d = SklearnDetector(patience=1, threshold=0.1, threshold_mode="abs")
+        >>> [d.observe(x) for x in [1.0, 0.95, 0.9, 0.85]]
+        [False, False, True, False]
+        >>> d.best
+        0.85
+    """
+
+    def observe(self, metric: float) -> bool:
+        current = float(metric)
+        best = self.best if self.best is not None else self.mode_worse
+        if self.mode == "min":
+            bad = not current <= best - self.threshold
+            improved = current < best
+        else:
+            bad = not current >= best + self.threshold
+            improved = current > best
+        self.num_bad_epochs = self.num_bad_epochs + 1 if bad else 0
+        if improved:
+            self.best = current
+        if self.num_bad_epochs > self.patience:
+            self.num_bad_epochs = 0
+            return True
+        return False
+
+
+class SklearnAdaptive(Plateau):
+    """scikit-learn MLP's ``learning_rate="adaptive"`` around any schedule.
+
+    sklearn's MLPs (``solver="sgd"``) watch one value per epoch: the training
+    loss (``loss_curve_``), or with ``early_stopping`` the validation score.
+    An epoch is bad when it does not beat the lowest loss so far by ``tol``
+    (:class:`SklearnDetector`); once more than ``n_iter_no_change`` bad
+    epochs are counted the lr is divided by 5 and the count restarts. Here
+    ``lr(t) = schedule(t) * f``, and each cut multiplies ``f`` by 0.2 (a
+    :class:`Plateau` with ``factor=0.2``, ``patience=n_iter_no_change``,
+    ``threshold=tol``, ``threshold_mode="abs"``, and sklearn's bookkeeping).
+    Feed it one observation per epoch.
+
+    Where sklearn stops training (a cut due at an lr of 1e-6 or less), this
+    skips the cut and keeps the lr (``eps=8e-7``: ``lr - lr / 5 <= 8e-7``
+    exactly when ``lr <= 1e-6``). :func:`lrkit.sklearn.adaptive` builds one
+    around ``constant(lr)``; the spec is ``sklearn_adaptive(schedule, tol=1e-4,
+    n_iter_no_change=10, early_stopping=False)``.
+
+    Args:
+        schedule: the lrkit schedule to scale (sklearn's: ``constant(lr)``).
+        tol: how much better counts as better (>= 0).
+        n_iter_no_change: bad epochs tolerated before a cut (>= 1).
+        early_stopping: watch a score (higher is better) instead of a loss.
+
+    Raises:
+        ValueError: an argument out of range, naming it.
+
+    Examples:
+        >>> import lrkit
+        >>> a = SklearnAdaptive(lrkit.constant(0.1), tol=0.01, n_iter_no_change=1)
+        >>> [a.observe(loss, step) for step, loss in enumerate([1.0, 0.995, 0.99, 0.985])]
+        [False, False, True, False]
+        >>> round(a.lr(4), 12), str(a)
+        (0.02, 'sklearn_adaptive(constant(lr=0.1), tol=0.01, n_iter_no_change=1)')
+    """
+
+    _NAME = "sklearn_adaptive"
+    _SETTINGS = (  # type: ignore[assignment]  # other settings than Plateau's
+        ("schedule", None),
+        ("tol", 1e-4),
+        ("n_iter_no_change", 10),
+        ("early_stopping", False),
+    )
+
+    def __init__(
+        self,
+        schedule: Any,
+        tol: float = 1e-4,
+        n_iter_no_change: int = 10,
+        early_stopping: bool = False,
+    ) -> None:
+        n = n_iter_no_change
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(
+                f"sklearn_adaptive: n_iter_no_change must be an integer >= 1, got {n!r}"
+            )
+        if not isinstance(early_stopping, bool):
+            raise ValueError(
+                f"sklearn_adaptive: early_stopping must be True or False, got {early_stopping!r}"
+            )
+        super().__init__(
+            schedule,
+            mode="max" if early_stopping else "min",
+            factor=0.2,
+            patience=n,
+            threshold=tol,
+            threshold_mode="abs",
+            eps=0.8 * SKLEARN_MIN_CUT_LR,
+        )
+        self.detector = SklearnDetector(**asdict(self.detector))
+
+    def _setting(self, name: str) -> Any:
+        if name == "tol":
+            return self.detector.threshold
+        if name == "n_iter_no_change":
+            return self.detector.patience
+        if name == "early_stopping":
+            return self.detector.mode == "max"
+        return super()._setting(name)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` (sklearn's bookkeeping kept)."""
+        super().load_state_dict(state)
+        self.detector = SklearnDetector(**asdict(self.detector))
+
+
+# ---------------------------------------------------------------------------
 # Guard
 # ---------------------------------------------------------------------------
 
@@ -939,10 +1081,16 @@ class Adaptive(_Controller):
 
 
 def _register() -> None:
-    """Make ``plateau(...)``, ``guard(...)`` and ``adaptive(...)`` spec names."""
+    """Make ``plateau(...)``, ``guard(...)``, ``adaptive(...)`` and ``sklearn_adaptive(...)``
+    spec names."""
     from lrkit import spec
 
-    for name, factory in (("plateau", Plateau), ("guard", guard), ("adaptive", Adaptive)):
+    for name, factory in (
+        ("plateau", Plateau),
+        ("guard", guard),
+        ("adaptive", Adaptive),
+        ("sklearn_adaptive", SklearnAdaptive),
+    ):
         spec.register(name, factory, replace=True)
 
 

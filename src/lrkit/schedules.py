@@ -80,17 +80,20 @@ from lrkit._formulas import NUMPY, Array, Ops, lr_at
 
 __all__ = [
     "FACTORIES",
+    "SWA",
     "WSD",
     "Constant",
     "Cosine",
     "CosineRestarts",
     "Cyclic",
     "Exponential",
+    "InvScaling",
     "InverseSqrt",
     "Join",
     "Linear",
     "MultiStep",
     "OneCycle",
+    "Optimal",
     "Polynomial",
     "Replanned",
     "Scaled",
@@ -103,13 +106,18 @@ __all__ = [
     "cyclic",
     "exponential",
     "inverse_sqrt",
+    "invscaling",
     "join",
     "linear",
     "multistep",
     "one_cycle",
+    "optimal",
     "polynomial",
     "replan",
+    "sklearn_t0",
     "step_decay",
+    "swa",
+    "swa_start",
     "warmup",
     "wsd",
 ]
@@ -1259,6 +1267,128 @@ class InverseSqrt(Schedule):
         return _phase_list((0, "warmup"), (self.warmup_steps, "decay"))
 
 
+def _samples(family: str, batch_size: Any) -> int:
+    return _count(family, "batch_size", batch_size)
+
+
+@dataclass(frozen=True, eq=True, repr=False)
+class InvScaling(Schedule):
+    """scikit-learn's ``learning_rate="invscaling"``: ``eta0`` over a power of the sample count.
+
+        lr(t) = eta0 / (t * batch_size + 1) ** power_t
+
+    sklearn's SGD estimators count samples from 1 (``t = 1`` for the first
+    sample) and use ``eta0 / t ** power_t``: lrkit's step ``t`` is sklearn's
+    sample ``t + 1``, and with ``batch_size`` samples a step, step ``t``
+    takes the lr sklearn gives the first sample of its batch, ``t *
+    batch_size + 1``. Equal to sklearn's own numbers at those samples (see
+    :mod:`lrkit.sklearn`; the lr never reaches 0, and ``power_t=0`` is
+    constant). sklearn's defaults: ``power_t=0.5`` (SGDClassifier, MLPs),
+    ``0.25`` (SGDRegressor).
+
+    Examples:
+        >>> s = invscaling(eta0=0.1, power_t=0.5)
+        >>> s(0), s(3), round(s(99), 12)
+        (0.1, 0.05, 0.01)
+        >>> invscaling(eta0=0.1, power_t=0.5, batch_size=4)(1) == s(4)
+        True
+    """
+
+    eta0: float
+    power_t: float
+    batch_size: int = 1
+    name: ClassVar[str] = "invscaling"
+
+    def __post_init__(self) -> None:
+        _setfield(self, "eta0", _rate(self.name, "eta0", self.eta0))
+        power = _real(self.name, "power_t", self.power_t, low=0.0, low_open=False)
+        _setfield(self, "power_t", power)
+        _setfield(self, "batch_size", _samples(self.name, self.batch_size))
+
+    def _at(self, t: int) -> float:
+        # sklearn's own arithmetic: eta0 / pow(t, power_t) at its sample t (from 1).
+        return self.eta0 / float(t * self.batch_size + 1) ** self.power_t
+
+    def _values(self, t: np.ndarray) -> np.ndarray:
+        samples = t.astype(np.float64) * self.batch_size + 1.0
+        return self.eta0 / np.power(samples, self.power_t)
+
+    def _formula(self, ops: Ops, t: Array) -> Array:
+        samples = ops.float_(t) * float(self.batch_size) + 1.0
+        return self.eta0 * ops.xp.exp(-self.power_t * ops.xp.log(samples))
+
+
+def sklearn_t0(alpha: float) -> float:
+    """The ``t0`` of sklearn's ``learning_rate="optimal"``, computed as sklearn does.
+
+    sklearn's SGD (``_plain_sgd``) takes ``typw = sqrt(1 / sqrt(alpha))``, an
+    initial lr ``eta0 = typw / max(1, dloss(y=1, p=-typw))`` and ``t0 = 1 /
+    (eta0 * alpha)``, so that the first sample's lr is ``eta0``. The loss
+    derivative at a positive target and a negative prediction is <= 0 for
+    every loss sklearn has (hinge, log_loss, modified_huber, squared_hinge,
+    perceptron, squared_error, huber, epsilon_insensitive,
+    squared_epsilon_insensitive), so ``max(1, ...)`` is 1 whatever the loss:
+    ``eta0 = typw`` and ``t0 = 1 / (typw * alpha) = alpha ** -0.75``.
+
+    Examples:
+        >>> round(sklearn_t0(1e-4), 6)
+        1000.0
+    """
+    alpha = _rate("optimal", "alpha", alpha, positive=True)
+    typw = math.sqrt(1.0 / math.sqrt(alpha))
+    return 1.0 / (typw * alpha)
+
+
+@dataclass(frozen=True, eq=True, repr=False)
+class Optimal(Schedule):
+    """scikit-learn's ``learning_rate="optimal"`` (Bottou's SGD schedule).
+
+        lr(t) = 1 / (alpha * (t0 + t * batch_size))
+
+    sklearn computes ``1 / (alpha * (t0 + t - 1))`` at its sample ``t``
+    (from 1): lrkit's step ``t`` is sklearn's sample ``t + 1`` (with
+    ``batch_size`` samples a step, the first sample of the batch, ``t *
+    batch_size + 1``). ``t0=None`` takes sklearn's own, :func:`sklearn_t0`
+    (``alpha ** -0.75``: the first lr is ``alpha ** -0.25``). ``alpha`` is
+    the estimator's regularisation strength.
+
+    Examples:
+        >>> s = optimal(alpha=1e-4)
+        >>> round(s(0), 9), round(s(1000), 9)
+        (10.0, 5.0)
+        >>> optimal(alpha=0.01, t0=100.0)(0)
+        1.0
+    """
+
+    alpha: float
+    t0: float | None = None
+    batch_size: int = 1
+    name: ClassVar[str] = "optimal"
+    if TYPE_CHECKING:  # set in __post_init__; not a dataclass field at runtime
+        _t0: float = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _setfield(self, "alpha", _rate(self.name, "alpha", self.alpha, positive=True))
+        if self.t0 is not None:
+            _setfield(self, "t0", _rate(self.name, "t0", self.t0, positive=True))
+        _setfield(self, "batch_size", _samples(self.name, self.batch_size))
+        t0 = sklearn_t0(self.alpha) if self.t0 is None else self.t0
+        if not math.isfinite(1.0 / (self.alpha * t0)):
+            raise _fail(self.name, "alpha * t0", "large enough for a finite first lr", t0)
+        _setfield(self, "_t0", t0)
+
+    def _at(self, t: int) -> float:
+        # sklearn's own arithmetic: 1 / (alpha * (t0 + t - 1)) at its sample t (from 1).
+        return 1.0 / (self.alpha * (self._t0 + float(t * self.batch_size + 1) - 1.0))
+
+    def _values(self, t: np.ndarray) -> np.ndarray:
+        samples = t.astype(np.float64) * self.batch_size + 1.0
+        return 1.0 / (self.alpha * (self._t0 + samples - 1.0))
+
+    def _formula(self, ops: Ops, t: Array) -> Array:
+        return 1.0 / (self.alpha * (self._t0 + ops.float_(t) * float(self.batch_size)))
+
+
 _WSD_SHAPES = ("1-sqrt", "linear", "cosine")
 
 
@@ -1704,6 +1834,224 @@ class Scaled(Schedule):
 
 
 # --------------------------------------------------------------------------
+# Stochastic weight averaging: the lr of torch's SWALR after a start step.
+# --------------------------------------------------------------------------
+
+_SWA_ANNEALS = ("cos", "linear")
+
+
+def _count_or_fraction(family: str, name: str, value: Any, low: int) -> int | float:
+    """A step count (an int >= ``low``) or a fraction in (0, 1), as wsd's ``decay_steps``."""
+    allowed = (
+        f"an integer >= {low} (a step count) or a float in (0, 1) (a fraction of the "
+        "wrapped schedule's length)"
+    )
+    if not _is_number(value) or not math.isfinite(value):
+        raise _fail(family, name, allowed, value)
+    if isinstance(value, (float, np.floating)):
+        if 0 < value < 1:
+            return float(value)
+        if value != math.floor(value):
+            raise _fail(family, name, allowed, value)
+        value = int(value)  # an integral float such as 1e3 is a count
+    if value < low:
+        raise _fail(family, name, allowed, value)
+    return int(value)
+
+
+def _steps_of(fraction: float, total: int) -> int:
+    """The steps a fraction of ``total`` stands for: rounded up, as wsd's ``decay_steps``."""
+    return math.ceil(fraction * total - 1e-9)
+
+
+@dataclass(frozen=True, eq=True, repr=False)
+class SWA(Schedule):
+    """Stochastic weight averaging's lr: ``schedule`` until ``start``, then torch's SWALR.
+
+    Izmailov et al. 2018, "Averaging Weights Leads to Wider Optima and Better
+    Generalization". With ``S`` the start step, ``L0 = schedule(S)`` the
+    wrapped schedule's lr there, ``A`` the anneal steps and ``swa`` the SWA
+    lr (``L0`` when ``swa_lr`` is None: the lr reached at ``S`` is held):
+
+        lr(t) = schedule(t)                                          t < S
+                L0 + (swa - L0) * anneal(min(t - S, A) / A)          t >= S   (A > 0)
+                swa                                                  t >= S   (A = 0)
+
+    with ``anneal(x) = (1 - cos(pi x)) / 2`` ("cos") or ``x`` ("linear"):
+    the values torch's ``torch.optim.swa_utils.SWALR(optimizer, swa_lr,
+    anneal_epochs=A, anneal_strategy=...)`` gives when it is built at step
+    ``S`` (on an optimizer at ``L0``) and stepped once per step. ``start``
+    and ``anneal_steps`` are step counts (ints), or fractions of the wrapped
+    schedule's length ``T`` when floats below 1, rounded up as wsd's
+    ``decay_steps``: ``S = ceil(start * T)``. The default ``anneal_steps`` is
+    5 % of ``T`` (it matters only when ``swa_lr`` is set); a wrapped schedule
+    that never ends (``constant``) takes counts, or fractions that a known
+    total makes counts (``parse(spec, steps=N)``, ``lrkit compare``).
+
+    The averaging itself (``torch.optim.swa_utils.AveragedModel``, updated
+    after every optimizer update from step ``S`` on, evaluated after
+    ``update_bn``) is the trainer's: ``lrkit compare`` and
+    :class:`lrkit.Trial` do it; :func:`swa_start` says where it begins.
+
+    Examples:
+        >>> s = swa(cosine(lr=1.0, steps=100), start=0.5)
+        >>> s(49) > s(50) == s(99) == 0.5
+        True
+        >>> s = swa(constant(1.0), start=4, swa_lr=0.5, anneal_steps=2, anneal="linear")
+        >>> [s(t) for t in range(8)]
+        [1.0, 1.0, 1.0, 1.0, 1.0, 0.75, 0.5, 0.5]
+        >>> str(s)
+        "swa(constant(lr=1.0), start=4, swa_lr=0.5, anneal_steps=2, anneal='linear')"
+    """
+
+    schedule: Schedule
+    start: int | float = 0.75
+    swa_lr: float | None = None
+    anneal_steps: int | float = 0.05
+    anneal: str = "cos"
+    name: ClassVar[str] = "swa"
+    if TYPE_CHECKING:  # set in __post_init__; not dataclass fields at runtime
+        _start: int = field(init=False, repr=False, compare=False)
+        _anneal: int = field(init=False, repr=False, compare=False)
+        _from: float = field(init=False, repr=False, compare=False)
+        _to: float = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        name = self.name
+        inner = _as_schedule(name, "schedule", self.schedule)
+        start = _count_or_fraction(name, "start", self.start, low=1)
+        anneal_steps = _count_or_fraction(name, "anneal_steps", self.anneal_steps, low=0)
+        _setfield(self, "start", start)
+        _setfield(self, "anneal_steps", anneal_steps)
+        if self.swa_lr is not None:
+            _setfield(self, "swa_lr", _rate(name, "swa_lr", self.swa_lr))
+        _setfield(self, "anneal", _choice(name, "anneal", self.anneal, _SWA_ANNEALS))
+        total = inner.length
+        if isinstance(start, float):
+            if total is None:
+                raise ValueError(
+                    f"swa: start={start!r} is a fraction of the wrapped schedule's length, "
+                    f"but {inner} never ends; give start as a step count, or the total "
+                    "(parse(spec, steps=N), Scheduler(optimizer, spec, total_steps=N))"
+                )
+            start = _steps_of(start, total)
+        if total is not None and start > total:
+            raise _fail(name, "start", f"<= the wrapped schedule's length ({total})", start)
+        lr_from = inner._at(start)
+        lr_to = lr_from if self.swa_lr is None else self.swa_lr
+        anneal = anneal_steps
+        if isinstance(anneal, float):
+            if total is not None:
+                anneal = _steps_of(anneal, total)
+            elif lr_to == lr_from:
+                anneal = 0  # nothing to anneal: the length does not matter
+            else:
+                raise ValueError(
+                    f"swa: anneal_steps={anneal!r} is a fraction of the wrapped schedule's "
+                    f"length, but {inner} never ends; give anneal_steps as a step count, or "
+                    "the total (parse(spec, steps=N), Scheduler(optimizer, spec, total_steps=N))"
+                )
+        # Worked out once, set like the fields (see WSD).
+        _setfield(self, "_start", start)
+        _setfield(self, "_anneal", anneal)
+        _setfield(self, "_from", lr_from)
+        _setfield(self, "_to", lr_to)
+
+    @property
+    def start_step(self) -> int:
+        """``S``: the first step of the SWA phase (the first update the average takes)."""
+        return self._start
+
+    @property
+    def length(self) -> int | None:
+        inner = self.schedule.length
+        return None if inner is None else max(inner, self._start + self._anneal)
+
+    def _at(self, t: int) -> float:
+        start = self._start
+        if t < start:
+            return self.schedule._at(t)
+        a, lr_from, lr_to = self._anneal, self._from, self._to
+        into = t - start
+        if into >= a or lr_to == lr_from:  # the target, exactly, from start + A on
+            return lr_to
+        x = into / a
+        w = 0.5 * (1.0 - math.cos(math.pi * x)) if self.anneal == "cos" else x
+        return lr_from + (lr_to - lr_from) * w
+
+    def _values(self, t: np.ndarray) -> np.ndarray:
+        start, a = self._start, self._anneal
+        out = np.empty(t.shape)
+        early = t < start
+        out[early] = self.schedule._values(t[early])
+        late = ~early
+        if a == 0 or self._to == self._from:
+            out[late] = self._to
+        else:
+            x = np.minimum(t[late] - start, a) / a
+            w = 0.5 * (1.0 - np.cos(np.pi * x)) if self.anneal == "cos" else x
+            out[late] = np.where(x < 1, self._from + (self._to - self._from) * w, self._to)
+        return out
+
+    def _formula(self, ops: Ops, t: Array) -> Array:
+        inner = self.schedule._formula(ops, t)
+        start, a, lr_from, lr_to = self._start, self._anneal, self._from, self._to
+        if not ops.fits(start):
+            return inner
+        if a == 0 or lr_to == lr_from:
+            late = ops.float_(t) * 0.0 + lr_to
+        else:
+            into = ops.offset(t, start)
+            rest = ops.fraction_left(into, a)  # 1 - x, from the integer steps to go
+            x = ops.float_(ops.min_int(into, a)) / a
+            # A blend of L0 and swa with weights >= 0 summing to 1: no cancellation.
+            if self.anneal == "cos":  # (1 - cos(pi x)) / 2 = sin(pi x / 2) ** 2
+                late = lr_from * ops.half_cosine_rest(rest) + lr_to * ops.half_cosine_rest(x)
+            else:
+                late = lr_from * rest + lr_to * x
+        return ops.before(t, start, inner, late)
+
+    def _phase_starts(self) -> list[tuple[int, str]]:
+        start, a = self._start, self._anneal
+        inner = [(b, name) for b, name in self.schedule._phase_starts() if b < start]
+        annealing = a > 0 and self._to != self._from
+        tail = [(start, "swa"), *([(start + a, "hold")] if annealing else [])]
+        return _phase_list(*inner, *tail)
+
+
+def swa_start(schedule: Any) -> int | None:
+    """The step from which a schedule's ``swa(...)`` averages the weights, else None.
+
+    Looks inside ``factor * s``, ``warmup(s, ...)`` and joins (at their
+    offsets) and inside controllers (their ``schedule``): the trainer keeps
+    an ``AveragedModel`` from that step on.
+
+    Examples:
+        >>> swa_start(warmup(swa(cosine(lr=0.1, steps=100), start=0.75), steps=10))
+        85
+        >>> swa_start(cosine(lr=0.1, steps=100)) is None
+        True
+    """
+    if isinstance(schedule, SWA):
+        return schedule.start_step
+    if isinstance(schedule, Scaled):
+        return swa_start(schedule.schedule)
+    if isinstance(schedule, Warmup):
+        inner = swa_start(schedule.schedule)
+        return None if inner is None else schedule.steps + inner
+    if isinstance(schedule, Join):
+        for part, begin in zip(schedule.schedules, (0, *schedule.boundaries), strict=True):
+            inner = swa_start(part)
+            if inner is not None:
+                return begin + inner
+        return None
+    if isinstance(schedule, Schedule):
+        return None
+    inner_schedule = getattr(schedule, "schedule", None)  # a controller
+    return None if inner_schedule is None else swa_start(inner_schedule)
+
+
+# --------------------------------------------------------------------------
 # Plans changed mid-run: Schedule.replan and the replan(...) spec form.
 # --------------------------------------------------------------------------
 
@@ -1977,8 +2325,11 @@ polynomial = Polynomial
 cyclic = Cyclic
 one_cycle = OneCycle
 inverse_sqrt = InverseSqrt
+invscaling = InvScaling
+optimal = Optimal
 wsd = WSD
 warmup = Warmup
+swa = SWA
 
 
 def join(*schedules: Schedule, boundaries: Sequence[int]) -> Join:
@@ -2012,8 +2363,11 @@ FACTORIES: dict[str, Any] = {
         Cyclic,
         OneCycle,
         InverseSqrt,
+        InvScaling,
+        Optimal,
         WSD,
         Warmup,
+        SWA,
     )
 }
 FACTORIES["join"] = join

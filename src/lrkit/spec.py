@@ -96,6 +96,7 @@ _NUMBER_NAMES: dict[str, float] = {"inf": math.inf, "nan": math.nan}
 _FILL_ALIASES: dict[str, dict[str, str]] = {
     "one_cycle": {"max_lr": "lr"},
     "cyclic": {"max_lr": "lr"},
+    "invscaling": {"eta0": "lr"},
 }
 
 # Names added with register(), on top of lrkit.schedules.FACTORIES.
@@ -370,7 +371,10 @@ def parse(spec: str, /, **fill: Any) -> Schedule:
     ``cyclic`` (which have no ``lr``). Inside ``warmup(..., steps=w)`` a
     filled ``steps`` is ``steps - w``, so that the whole schedule spans the
     budget: ``parse("warmup(cosine(), steps=100)", lr=0.1, steps=1000)`` is
-    ``warmup(cosine(lr=0.1, steps=900), steps=100)``.
+    ``warmup(cosine(lr=0.1, steps=900), steps=100)``. A ``swa(...)`` around a
+    schedule that never ends (``constant()``) takes the filled ``steps`` as
+    the total its fractions (``start=0.75``) refer to, and writes them as
+    counts: ``swa(constant(lr=0.1), start=750)``.
 
     Args:
         spec: the spec text, e.g. ``"cosine(lr=0.1, steps=1000)"``.
@@ -731,6 +735,14 @@ def _check_call(
 _NOTHING = object()
 
 
+def _signature_defaults(factory: Factory | None) -> dict[str, Any]:
+    """The defaults of a factory's parameters, by name."""
+    if factory is None:
+        return {}
+    params = inspect.signature(factory).parameters.values()
+    return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+
+
 def _warmup_steps(value: Any, budget: int) -> Any:
     """A warmup's ``steps``: a float in (0, 1) is that fraction of ``budget`` (at least 1 step)."""
     if type(value) is float and 0 < value < 1:
@@ -851,6 +863,30 @@ class _Evaluator:
             )
         put(_warmup_steps(value, budget))
 
+    def _resolve_swa(self, positional: Any, args: list[Any], kwargs: dict[str, Any]) -> None:
+        """``swa(constant(), start=0.75)``: a schedule that never ends has no length to take
+        fractions of, so a known total (the fill's ``steps``) makes them counts."""
+        budget = self.fill.get("steps")
+        inner = args[0] if args else kwargs.get("schedule")
+        if budget is None or not isinstance(inner, Schedule) or inner.length is not None:
+            return
+        defaults = _signature_defaults(_factory("swa"))
+
+        def given(param: str) -> Any:
+            index = list(positional).index(param)
+            return args[index] if index < len(args) else kwargs.get(param, defaults.get(param))
+
+        # Without swa_lr there is nothing to anneal: anneal_steps is left as it is.
+        for param in ("start", "anneal_steps") if given("swa_lr") is not None else ("start",):
+            index = list(positional).index(param)
+            value = given(param)
+            if type(value) is float and 0 < value < 1:
+                count = max(1, math.ceil(value * budget - 1e-9))
+                if index < len(args):
+                    args[index] = count
+                else:
+                    kwargs[param] = count
+
     def call(self, node: ast.Call) -> Any:
         name = node.func.id if isinstance(node.func, ast.Name) else ""
         factory = _factory(name)
@@ -868,6 +904,8 @@ class _Evaluator:
             self.fill = outer_fill
         if name == "warmup":
             self._resolve_fraction(node, sig.positional, args, kwargs)
+        elif name == "swa":
+            self._resolve_swa(sig.positional, args, kwargs)
         filled = []
         for param in sig.required:
             if param in where:

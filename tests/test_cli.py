@@ -307,7 +307,10 @@ def test_tasks_lists_one_line_per_task_without_torch() -> None:
     table, hint = done.stdout.split("\n\n")
     lines = table.splitlines()
     names = [line.split()[0] for line in lines]
-    assert names == ["digits", "signals", "scales", "charlm", "quadratic", "rosenbrock"]
+    assert names == [
+        "digits", "signals", "scales", "charlm", "quadratic", "rosenbrock", "digits_sgd"
+    ]  # fmt: skip
+    assert "sgd only" in lines[-1]  # digits_sgd: a scikit-learn estimator
     assert "--tasks path/to/file.py:name" in hint
     digits = lines[0].split()
     assert digits[1:5] == ["300", "steps", "val_acc", ">="] and digits[5] == "0.95"

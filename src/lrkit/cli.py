@@ -116,7 +116,8 @@ _SCHEDULE_EXAMPLES = """\
 
 A spec is a factory call (constant, step_decay, multistep, exponential,
 linear, cosine, cosine_restarts, polynomial, cyclic, one_cycle,
-inverse_sqrt, wsd, warmup, join); join schedules with [bold]|[/bold], scale with [bold]*[/bold]:
+inverse_sqrt, wsd, warmup, swa, join); join schedules with [bold]|[/bold],
+scale with [bold]*[/bold]:
   "linear(0.0, 0.1, steps=100) | cosine(lr=0.1, steps=900)"
 Quote each spec for the shell."""
 
@@ -345,35 +346,14 @@ _COMPARE_EXAMPLES = """\
       --lrs "logspace(1e-4,1,9)" --budget 0.5 --workers 2
   lrkit compare --tasks quadratic,rosenbrock --optimizers prodigy --multipliers 0.5,1,2
   lrkit compare --tasks digits --optimizers sgd,adam --lrs auto
+  lrkit compare --tasks digits --optimizers sgd,adam --batch-sizes 16,64,256 \\
+      --schedules "cosine()" --lrs "logspace(1e-3,1,7)"    how the best lr moves with the batch
   lrkit compare --tasks train.py:my_task --executor ray --address auto   on a Ray cluster
 
 Schedules are lrkit specs that may leave out lr and steps ("cosine()"): each
 run fills them with its learning rate and the task's step budget. Run the
 same command again to resume an interrupted compare: finished runs are read
 from the store, never run twice."""
-
-
-def _grid_from_options(
-    tasks: list[str],
-    optimizers: list[str],
-    schedules: list[str],
-    lrs: list[str],
-    multipliers: list[str],
-    seeds: int,
-    budget: float,
-) -> object:
-    """The :class:`~lrkit.bench.grid.Grid` of compare's options; ``GridError`` if wrong."""
-    from lrkit.bench.grid import make_grid, parse_lrs, split_names
-
-    return make_grid(
-        tasks=split_names(tasks),
-        optimizers=split_names(optimizers),
-        schedules=schedules,
-        lrs=parse_lrs(lrs) if lrs else None,
-        multipliers=parse_lrs(multipliers, "--multipliers") if multipliers else None,
-        seeds=seeds,
-        budget=budget,
-    )
 
 
 #: Below this many columns the summary tables use short headers.
@@ -394,15 +374,24 @@ def _summary_table(title: str, rows: list, shown: dict[str, str], narrow: bool) 
     # never cut (a spec too long for the terminal shows as a label, see _print_summary).
     # The optimizer state's size (copies of the weights) shows when the runs measured it.
     state = any(row.state_copies is not None for row in rows)
+    # The batch size shows when the grid ran several (--batch-sizes).
+    batches = len({row.batch_size for row in rows}) > 1
+    # What a setting costs: seconds per run at its best lr (a SAM step is two passes),
+    # and its steps where they differ (the same for all: the title says it).
+    timed = any(row.wall_time is not None for row in rows)
+    steps = timed and len({row.steps for row in rows}) > 1
     for wide, short, justify, no_wrap in (
         ("#", "#", "right", True),
         ("optimizer", "optimizer", "left", True),
         ("schedule", "schedule", "left", True),
+        *([("batch", "batch", "right", True)] if batches else []),
         ("best lr", "best lr", "right", True),
         ("final mean ± std", "mean ± std", "right", True),
-        ("seeds ok", "ok", "right", True),
-        ("steps to target", "to\ntarget", "right", True),
+        ("seeds\nok", "ok", "right", True),
+        ("steps to\ntarget", "to\ntarget", "right", True),
         ("diverged (all lrs)", "diverged\n(all lrs)", "right", False),
+        *([("steps", "steps", "right", True)] if steps else []),
+        *([("s/run", "s/run", "right", True)] if timed else []),
         *([("opt. state\n× weights", "state\n× w", "right", True)] if state else []),
     ):
         table.add_column(
@@ -421,14 +410,19 @@ def _summary_table(title: str, rows: list, shown: dict[str, str], narrow: bool) 
             diverged += f", {row.errors} errors"
         cells = [
             str(rank),
-            row.optimizer,
+            shown.get(row.optimizer, row.optimizer),
             shown.get(row.schedule, row.schedule),
+            *([str(row.batch_size)] if batches else []),
             f"{row.lr:g}",
             value,
             f"{row.finished}/{row.seeds}",
             reach,
             diverged,
         ]
+        if steps:
+            cells.append("—" if row.steps is None else str(row.steps))
+        if timed:
+            cells.append("—" if row.wall_time is None else f"{row.wall_time:.2g}")
         if state:
             cells.append("—" if row.state_copies is None else f"{row.state_copies:.2f}")
         table.add_row(*cells)
@@ -453,7 +447,8 @@ def _print_summary(console: Console, summary: dict[str, list]) -> None:
 
     In a narrow terminal the headers get shorter; a schedule spec that does
     not fit beside the numbers is shown as ``S1``, ``S2``, ... with the full
-    spec listed under the table, so no spec and no number is ever cut.
+    spec listed under the table (a long optimizer name, ``sam(...)``, as
+    ``O1``, ...), so no spec, name or number is ever cut.
     """
     from rich.measure import Measurement
 
@@ -469,23 +464,36 @@ def _print_summary(console: Console, summary: dict[str, list]) -> None:
             else f" (target {metric} {'>=' if mode == 'max' else '<='} {target:g})"
         )
         title = f"{name}: final {metric}, {'higher' if mode == 'max' else 'lower'} is better{goal}"
+        budgets = {row.steps for row in rows}
+        if len(budgets) == 1 and None not in budgets:  # s/run below is for this many steps
+            title += f"; {budgets.pop()} steps a run"
         specs = list(dict.fromkeys(row.schedule for row in rows))
-        shown = {spec: spec for spec in specs}
-        table = _summary_table(title, rows, shown, narrow)
-        # Too wide for the terminal: label the longest specs, one at a time, until it fits.
-        longest = sorted((s for s in specs if len(s) > len("schedule")), key=len, reverse=True)
-        while longest and Measurement.get(console, unbounded, table).maximum > console.width:
-            labelled = {spec for spec, label in shown.items() if label != spec}
-            labelled.add(longest.pop(0))
-            order = [spec for spec in specs if spec in labelled]
-            shown = {
-                spec: f"S{order.index(spec) + 1}" if spec in labelled else spec for spec in specs
-            }
-            table = _summary_table(title, rows, shown, narrow)
+        names = list(dict.fromkeys(row.optimizer for row in rows))
+        shown: dict[str, str] = {}  # a labelled spec or optimizer name -> its label
+        short = narrow
+        table = _summary_table(title, rows, shown, short)
+        # Too wide for the terminal: label the longest specs and optimizer names, one at
+        # a time, until it fits; then, if it still does not, take the short headers.
+        longest = sorted(
+            [*(s for s in specs if len(s) > len("schedule")), *(o for o in names if len(o) > 9)],
+            key=len,
+            reverse=True,
+        )
+        while Measurement.get(console, unbounded, table).maximum > console.width:
+            if longest:
+                labelled = {*shown, longest.pop(0)}
+                shown = {
+                    **{s: f"S{k + 1}" for k, s in enumerate(x for x in specs if x in labelled)},
+                    **{o: f"O{k + 1}" for k, o in enumerate(x for x in names if x in labelled)},
+                }
+            elif not short:
+                short = True
+            else:
+                break
+            table = _summary_table(title, rows, shown, short)
         console.print(table)
-        for spec, label in shown.items():
-            if label != spec:
-                console.print(Text(f"  {label} = {spec}", style="dim"), soft_wrap=True)
+        for full, label in sorted(shown.items(), key=lambda item: (item[1][0], int(item[1][1:]))):
+            console.print(Text(f"  {label} = {full}", style="dim"), soft_wrap=True)
         console.print(_advice_grid(advise(name, rows)))
         console.print()
 
@@ -557,7 +565,8 @@ def compare_cmd(
             "--optimizers",
             metavar="NAMES",
             help="Optimizers: sgd, momentum, nesterov, adagrad, rmsprop, adam, adamw, amsgrad, "
-            "schedulefree, prodigy, dadapt. Default: sgd,momentum,adam,adamw.",
+            "schedulefree, prodigy, dadapt, and sam(NAME, rho=0.05) around any that takes an lr "
+            "(commas inside parentheses do not split). Default: sgd,momentum,adam,adamw.",
             show_default=False,
         ),
     ] = None,
@@ -566,7 +575,8 @@ def compare_cmd(
         typer.Option(
             "--schedules",
             metavar="SPEC",
-            help="Schedule specs, lr and steps may be left out (repeat the option). "
+            help="Schedule specs, lr and steps may be left out (repeat the option, or "
+            "comma-separate: commas inside parentheses do not split). "
             'Default: "constant()", "cosine()", "one_cycle()".',
             show_default=False,
         ),
@@ -598,6 +608,18 @@ def compare_cmd(
         float,
         typer.Option("--budget", help="Scale every task's step budget.", metavar="F"),
     ] = 1.0,
+    batch_sizes: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--batch-sizes",
+            metavar="NS",
+            help='Batch sizes, one more axis of the grid ("32,64,128"; repeatable): each '
+            "run's trial.batch_size, at the same step budget. The report plots the best lr "
+            "against the batch size beside the linear and square-root rules. Default: each "
+            "task's own.",
+            show_default=False,
+        ),
+    ] = None,
     workers: Annotated[
         int | None,
         typer.Option(
@@ -675,6 +697,7 @@ def compare_cmd(
             multipliers=multipliers,
             seeds=seeds,
             budget=budget,
+            batch_sizes=batch_sizes,
             workers=workers,
             out=out,
             store=store,
@@ -784,7 +807,9 @@ def tune_cmd(
         typer.Option(
             "--optimizers",
             metavar="NAMES",
-            help="Optimizers to search (categorical). Repeat or comma-separate. Default: adam.",
+            help="Optimizers to search (categorical), e.g. adam or sam(sgd, rho=0.1). Repeat "
+            "or comma-separate (commas inside parentheses do not split). Default: adam "
+            "(sgd for a task limited to it, such as digits_sgd).",
             show_default=False,
         ),
     ] = None,
@@ -794,7 +819,7 @@ def tune_cmd(
             "--schedules",
             metavar="SPEC",
             help="Schedule specs to search (categorical), lr and steps left out (repeat the "
-            'option). Default: "cosine()".',
+            'option, or comma-separate outside parentheses). Default: "cosine()".',
             show_default=False,
         ),
     ] = None,
@@ -853,6 +878,16 @@ def tune_cmd(
     budget: Annotated[
         float, typer.Option("--budget", help="Scale the task's step budget.", metavar="F")
     ] = 1.0,
+    batch_sizes: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--batch-sizes",
+            metavar="NS",
+            help='Batch sizes to search too ("32,64,128"): the categorical batch_size, each '
+            "trial's trial.batch_size. Default: the task's own. Not with --search pbt.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Search lr, optimizer and schedule for one task with Optuna (resumable).
 
@@ -873,7 +908,7 @@ def tune_cmd(
     try:
         results = tune(
             tasks,
-            optimizers=optimizers or ["adam"],
+            optimizers=optimizers,  # none: adam, or what the task is limited to
             schedules=schedules or (["constant()"] if search == "pbt" else ["cosine()"]),
             lr_range=lr_range,
             trials=trials,
@@ -887,6 +922,7 @@ def tune_cmd(
             budget=budget,
             progress=make_tune_progress(),
             on_note=typer.echo,
+            batch_sizes=batch_sizes,
         )
     except (TuneError, StoreError) as err:
         raise _fail(str(err)) from None
@@ -1085,6 +1121,13 @@ def report_cmd(
 #: ``lrkit find-lr``'s default output folder.
 DEFAULT_FIND_OUT = Path("lrkit-find-lr")
 
+
+def _task_optimizer(task: Any) -> str:
+    """The optimizer find-lr and auto use when none is given: adamw, or the task's own
+    (a scikit-learn task such as digits_sgd takes sgd only)."""
+    return task.optimizers[0] if task.optimizers else "adamw"
+
+
 _FIND_EXAMPLES = """\
 [bold]Examples[/bold]
 
@@ -1131,14 +1174,15 @@ def find_lr_cmd(
         ),
     ],
     optimizer: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--optimizer",
             metavar="NAME",
             help="sgd, momentum, nesterov, adagrad, rmsprop, adam, adamw or amsgrad "
-            "(LR-free optimizers set their own lr).",
+            "(LR-free optimizers set their own lr). Default: adamw (digits_sgd: sgd).",
+            show_default=False,
         ),
-    ] = "adamw",
+    ] = None,
     out: Annotated[
         Path, typer.Option("--out", help="Output folder for the PNG plot and the JSON.")
     ] = DEFAULT_FIND_OUT,
@@ -1174,17 +1218,26 @@ def find_lr_cmd(
     from lrkit.bench.trial import load_task
 
     try:
-        task_name = load_task(task).name
+        info = load_task(task)
     except ValueError as err:
         raise _fail(f"--task: {err}") from None
+    task_name = info.name
+    optimizer = optimizer or _task_optimizer(info)
     try:
         get_optimizer(optimizer)
+        info.check_optimizer(optimizer)
     except ValueError as err:
         raise _fail(f"--optimizer: {err}") from None
     if get_optimizer(optimizer).lr_free:
         raise _fail(
             f"--optimizer: {optimizer!r} is learning-rate free (its lr is a multiplier of its "
             "own rule), so an lr range test does not apply; pick sgd, momentum, adam, adamw, ..."
+        )
+    chosen = get_optimizer(optimizer)
+    if chosen.needs_closure:
+        raise _fail(
+            f"--optimizer: {chosen.name!r} takes two gradients a step (opt.step(closure)), an "
+            f"lr range test one: run it with --optimizer {chosen.base}, whose lr it steps at"
         )
     _check_find_options(steps, repeats, min_lr, max_lr, method)
     if out.exists() and not out.is_dir():
@@ -1282,13 +1335,15 @@ def auto_cmd(
         ),
     ],
     optimizer: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--optimizer",
             metavar="NAME",
-            help="sgd, momentum, nesterov, adagrad, rmsprop, adam, adamw or amsgrad.",
+            help="sgd, momentum, nesterov, adagrad, rmsprop, adam, adamw or amsgrad. "
+            "Default: adamw (digits_sgd: sgd).",
+            show_default=False,
         ),
-    ] = "adamw",
+    ] = None,
     max_cost: Annotated[
         float,
         typer.Option(
@@ -1325,8 +1380,10 @@ def auto_cmd(
         info = load_task(names[0])
     except ValueError as err:
         raise _fail(f"--tasks: {err}") from None
+    optimizer = optimizer or _task_optimizer(info)
     try:
         get_optimizer(optimizer)
+        info.check_optimizer(optimizer)
     except ValueError as err:
         raise _fail(f"--optimizer: {err}") from None
     if out.exists() and not out.is_dir():

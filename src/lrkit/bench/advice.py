@@ -90,12 +90,18 @@ class Pick:
     mean: float | None
     std: float | None
     lr_free: bool = False
+    #: Set when the task ran several batch sizes (``--batch-sizes``).
+    batch_size: int | None = None
 
     @property
     def label(self) -> str:
-        """``adam + cosine() at lr 0.001`` (``at multiplier 1`` for LR-free optimizers)."""
+        """``adam + cosine() at lr 0.001`` (``at multiplier 1`` for LR-free optimizers).
+
+        ``..., batch 64`` is added when the task ran several batch sizes.
+        """
         what = "multiplier" if self.lr_free else "lr"
-        return f"{self.optimizer} + {self.schedule} at {what} {self.lr:g}"
+        batch = "" if self.batch_size is None else f", batch {self.batch_size}"
+        return f"{self.optimizer} + {self.schedule} at {what} {self.lr:g}{batch}"
 
     def to_dict(self) -> dict[str, Any]:
         """Return the pick as JSON-ready data."""
@@ -105,6 +111,7 @@ class Pick:
             "lr": self.lr,
             "mean": self.mean,
             "std": self.std,
+            **({} if self.batch_size is None else {"batch_size": self.batch_size}),
         }
 
 
@@ -157,8 +164,11 @@ class Advice:
         }
 
 
-def _pick(row: SettingSummary) -> Pick:
-    return Pick(row.optimizer, row.schedule, row.lr, row.mean, row.std, _lr_free(row.optimizer))
+def _pick(row: SettingSummary, batches: bool) -> Pick:
+    batch = row.batch_size if batches else None
+    return Pick(
+        row.optimizer, row.schedule, row.lr, row.mean, row.std, _lr_free(row.optimizer), batch
+    )
 
 
 def within_noise(a: SettingSummary, b: SettingSummary) -> bool:
@@ -217,8 +227,9 @@ def advise(task: str, rows: Sequence[SettingSummary]) -> Advice:
         nothing = "nothing to pick: no setting finished a run (every run diverged or failed)"
         return Advice(task, nothing, nothing, "none")
     best = finished[0]
-    winner = _pick(best)
-    ties = tuple(_pick(row) for row in finished[1:] if within_noise(best, row))
+    batches = len({row.batch_size for row in rows}) > 1  # --batch-sizes: name the batch
+    winner = _pick(best, batches)
+    ties = tuple(_pick(row, batches) for row in finished[1:] if within_noise(best, row))
     what = "multiplier" if winner.lr_free else "lr"
 
     notes: list[str] = []

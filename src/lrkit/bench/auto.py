@@ -285,6 +285,10 @@ def _check(task: Any, optimizer: str, max_cost: Any, seed: Any) -> Task:
             "auto chooses the lr of sgd, momentum, nesterov, adagrad, rmsprop, adam, adamw "
             "or amsgrad"
         )
+    try:
+        info.check_optimizer(optimizer)  # digits_sgd (a scikit-learn estimator): sgd only
+    except ValueError as err:
+        raise AutoError(f"auto: {err}") from None
     if isinstance(max_cost, bool) or not isinstance(max_cost, int | float):
         raise AutoError(f"auto: max_cost must be a number > 1 (runs), got {max_cost!r}")
     if not (math.isfinite(max_cost) and max_cost > 1):
@@ -342,6 +346,7 @@ def auto(
     """
     started = time.perf_counter()
     info = _check(task, optimizer, max_cost, seed)
+    optimizer = get_optimizer(optimizer).name  # sam(...) forms as the runs name them
     register_task(info)
     steps = info.steps
     rungs = plan_rungs(steps, float(max_cost))

@@ -39,6 +39,7 @@ from lrkit.bench.grid import (
     Grid,
     GridError,
     SettingSummary,
+    as_batch_sizes,
     expand_grid,
     is_auto,
     make_grid,
@@ -53,7 +54,7 @@ from lrkit.bench.progress import Progress
 from lrkit.bench.run import RunConfig, RunResult
 from lrkit.bench.runner import Executor, RunnerReport, run_grid
 from lrkit.bench.store import RunStore
-from lrkit.bench.trial import Task
+from lrkit.bench.trial import Task, load_task
 
 __all__ = [
     "DEFAULT_OUT",
@@ -271,6 +272,7 @@ def compare(
     multipliers: Sequence[float | str] | None = None,
     seeds: int = 2,
     budget: float = 1.0,
+    batch_sizes: Sequence[int | str] | str | None = None,
     workers: int | None = None,
     out: str | Path | None = DEFAULT_OUT,
     store: str | Path | None = None,
@@ -290,13 +292,21 @@ def compare(
             level runs in worker processes; one defined elsewhere needs
             ``workers=0``.
         optimizers: Names (``sgd``, ``momentum``, ``adam``, ``adamw``, ...,
-            ``prodigy``); default sgd, momentum, adam, adamw.
-        schedules: Specs, ``lr`` and ``steps`` may be left out (``"cosine()"``).
+            ``prodigy``, ``sam(adamw, rho=0.05)``); default sgd, momentum,
+            adam, adamw. A string may list several: ``"sam(sgd, rho=0.1),adam"``
+            (commas inside parentheses do not split).
+        schedules: Specs, ``lr`` and ``steps`` may be left out (``"cosine()"``);
+            a string may list several, as ``optimizers``.
         lrs: Learning rates (numbers, ``"0.1,0.01"``, ``"logspace(1e-4,1,5)"``)
             or ``"auto"`` (centred on the lr finder's suggestion; built-in tasks).
         multipliers: For LR-free optimizers, multipliers of their own lr.
         seeds: Seeds 0..seeds-1 per setting.
         budget: Scales every task's step budget.
+        batch_sizes: Batch sizes (ints, or ``"32,64,128"``): one more axis of
+            the grid, each run's ``trial.batch_size``, at the same step
+            budget. The summary ranks each batch size apart and the report
+            plots the best lr against the batch size. Default: none (each
+            task trains at its own).
         workers: Worker processes (default: the CPU count); 0: this process.
         out: Output folder (results.json, report.html, PNGs; the store by
             default); ``None`` writes nothing but the store.
@@ -346,12 +356,13 @@ def compare(
     auto, lr_values = _lr_values(lrs)
     grid = make_grid(
         tasks=task_items(tasks),
-        optimizers=split_names(optimizers),
-        schedules=[schedules] if isinstance(schedules, str) else list(schedules or []),
+        optimizers=split_names(optimizers, "--optimizers"),
+        schedules=split_names(schedules, "--schedules"),
         lrs=lr_values,
         multipliers=parse_lrs([str(m) for m in multipliers]) if multipliers else None,
         seeds=seeds,
         budget=budget,
+        batch_sizes=as_batch_sizes(batch_sizes),
     )
     if executor is None:
         executor = "local"
@@ -369,6 +380,14 @@ def compare(
         )
     for spec, lr in pinned_specs(grid).items():
         note(f"--lrs does not apply to {spec!r}: it sets its own lr ({lr:g}), and runs at that")
+    if not split_names(optimizers, "--optimizers"):
+        for ref in grid.tasks:
+            task = load_task(ref)
+            if task.optimizers is not None:
+                note(
+                    f"task {task.name!r} takes only {', '.join(task.optimizers)} (no --optimizers "
+                    "given): it runs with that"
+                )
     found: dict[str, Any] = {}
     if auto:
         grid, found = _auto_grid(grid, store_path, note)

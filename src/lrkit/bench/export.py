@@ -11,11 +11,13 @@ the validation values measured after ``k`` updates (so before update ``k``;
 update ``k`` where it was measured.
 
 - :func:`write_tensorboard`: one TensorBoard run per lrkit run, in
-  ``DIR/<task>/<optimizer>/<schedule>/lr=<lr>/seed=<seed>``, with the
+  ``DIR/<task>/<optimizer>/<schedule>/lr=<lr>/seed=<seed>`` (with
+  ``batch=<n>/`` before the seed under ``--batch-sizes``), with the
   scalars ``lr``, ``loss/train``, ``<name>/validation`` for every evaluated
   value and ``update_ratio``. Event files lrkit wrote there before are
   replaced, so a re-export never shows a run twice.
-- :func:`write_csv`: one row per (run, step) with the run's settings.
+- :func:`write_csv`: one row per (run, step) with the run's settings (its
+  ``batch_size`` is the one it trained at, empty when unknown).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from lrkit.logs import TensorBoardWriter
 
 __all__ = ["run_folder", "step_rows", "write_csv", "write_tensorboard"]
 
-_SETTINGS = ("key", "task", "optimizer", "schedule", "grid_lr", "seed", "status")
+_SETTINGS = ("key", "task", "optimizer", "schedule", "grid_lr", "seed", "batch_size", "status")
 
 
 def _safe(part: str) -> str:
@@ -42,13 +44,19 @@ def _safe(part: str) -> str:
 
 
 def run_folder(result: RunResult) -> Path:
-    """The run's folder under a TensorBoard log dir (relative)."""
+    """The run's folder under a TensorBoard log dir (relative).
+
+    ``.../lr=0.1/seed=0``, with ``batch=64/`` before the seed when the grid
+    set batch sizes (runs at two batch sizes never share a folder).
+    """
     c = result.config
+    batch = [f"batch={int(c['batch_size'])}"] if c.get("batch_size") is not None else []
     return Path(
         _safe(str(c.get("task", "task"))),
         _safe(str(c.get("optimizer", "optimizer"))),
         _safe(str(c.get("schedule", "schedule"))),
         f"lr={float(c.get('lr', math.nan)):g}",
+        *batch,
         f"seed={c.get('seed', 0)}",
     )
 
@@ -119,6 +127,7 @@ def step_rows(result: RunResult, eval_names: Sequence[str]) -> Iterator[dict[str
         "schedule": c.get("schedule"),
         "grid_lr": c.get("lr"),
         "seed": c.get("seed"),
+        "batch_size": _cell(result.identity.get("batch_size")),
         "status": result.status,
     }
     for step, scalars in sorted(_steps(result).items()):

@@ -97,6 +97,11 @@ def _check_optimizer(optimizer: str) -> None:
             "own rule): the lr finder does not apply; pick a torch optimizer such as "
             "sgd, momentum, adam or adamw"
         )
+    if spec.needs_closure:
+        raise ValueError(
+            f"optimizer {spec.name!r} takes two gradients a step (opt.step(closure)); the lr "
+            f"range test takes one: run it on {spec.base!r}, whose lr {spec.name} steps at"
+        )
 
 
 def suggest_lr(
@@ -113,7 +118,8 @@ def suggest_lr(
     """Run an lr range test on a task, as a run of ``execute`` would train it.
 
     A built-in task's model, optimizer and batches go to
-    :func:`lrkit.torch.find_lr`. A user task (``file.py:name``) runs itself
+    :func:`lrkit.torch.find_lr`. A user task (``file.py:name``), and a
+    built-in one without a torch model (``digits_sgd``), runs itself
     (:func:`sweep_task`): its trial's schedule is the exponential ramp, and
     the sweep stops once the loss it logs diverges.
 
@@ -134,7 +140,8 @@ def suggest_lr(
         training steps spent).
 
     Raises:
-        ValueError: If a name is unknown or a number out of range.
+        ValueError: If a name is unknown, a number out of range, or the
+            task does not take the optimizer (``digits_sgd``: sgd only).
         LrFreeError: If the optimizer is learning-rate free.
 
     Examples:
@@ -149,7 +156,8 @@ def suggest_lr(
     spec = get_optimizer(optimizer)
     _check_optimizer(optimizer)
     info = load_task(task)
-    if not info.builtin:
+    info.check_optimizer(optimizer)
+    if not info.builtin or info.builder is None:  # no torch model to hand find_lr: the sweep
         return sweep_task(
             info,
             optimizer,

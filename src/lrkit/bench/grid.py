@@ -1,7 +1,9 @@
 """Grids of runs for ``lrkit compare``: parsing, expansion and a summary.
 
 A grid is tasks x optimizers x schedules x learning rates x seeds, all at
-one budget scale. :func:`expand_grid` turns it into a list of distinct
+one budget scale, and optionally x batch sizes (``--batch-sizes``: each
+run's ``trial.batch_size``; the step budget stays the same at every batch
+size). :func:`expand_grid` turns it into a list of distinct
 :class:`~lrkit.bench.run.RunConfig` (two grid points that run the same thing,
 e.g. Schedule-Free under two schedules it ignores, become one run).
 Learning-rate-free optimizers do not take the grid's learning rates: they
@@ -59,9 +61,11 @@ __all__ = [
     "Grid",
     "GridError",
     "SettingSummary",
+    "as_batch_sizes",
     "expand_grid",
     "is_auto",
     "make_grid",
+    "parse_batch_sizes",
     "parse_lrs",
     "pinned_lr",
     "pinned_specs",
@@ -82,6 +86,9 @@ DEFAULT_SEEDS = 2
 #: suggestion (see :mod:`lrkit.bench.find`).
 AUTO = "auto"
 
+#: The largest batch size ``--batch-sizes`` takes.
+MAX_BATCH_SIZE = 1 << 24
+
 #: The most learning rates one ``logspace(...)`` may produce.
 MAX_LOGSPACE = 1000
 
@@ -92,21 +99,79 @@ class GridError(ValueError):
     """A grid argument is wrong; the message names the value and what is allowed."""
 
 
-def split_names(values: Iterable[str] | str | None) -> list[str]:
-    """Split repeated, comma-separated names into one list (blanks dropped).
+def split_names(values: Iterable[str] | str | None, what: str = "a list") -> list[str]:
+    """Split repeated, comma-separated names or specs into one list (blanks dropped).
 
-    One string is one value; ``None`` is none.
+    A comma inside parentheses, brackets or quotes does not split:
+    ``"sam(adamw, rho=0.1),adam"`` is two optimizers and
+    ``"cosine(),warmup(cosine(), steps=10)"`` two schedule specs. One string
+    is one value; ``None`` is none.
+
+    Args:
+        values: The option's values (it may be repeated), or one string.
+        what: The option's name, for error messages (``"--schedules"``).
+
+    Raises:
+        GridError: A value whose brackets or quotes do not balance.
 
     Examples:
         >>> split_names(["sgd, adam", "adamw"]), split_names("sgd,adam"), split_names(None)
         (['sgd', 'adam', 'adamw'], ['sgd', 'adam'], [])
+        >>> split_names("sam(adamw, rho=0.1),adam")
+        ['sam(adamw, rho=0.1)', 'adam']
+        >>> split_names(["cosine(),warmup(cosine(), steps=10)"], "--schedules")
+        ['cosine()', 'warmup(cosine(), steps=10)']
+        >>> split_names("sam(sgd,adam", "--optimizers")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        lrkit.bench.grid.GridError: --optimizers: unbalanced brackets in 'sam(sgd,adam': ...
     """
     if values is None:
         return []
     names: list[str] = []
     for value in [values] if isinstance(values, str) else values:
-        names.extend(part.strip() for part in value.split(",") if part.strip())
+        names.extend(part.strip() for part in _split_top(value, what) if part.strip())
     return names
+
+
+_OPEN = {"(": ")", "[": "]", "{": "}"}
+
+
+def _split_top(value: str, what: str) -> list[str]:
+    """``value`` split at its commas outside brackets and quotes."""
+    parts: list[str] = []
+    stack: list[tuple[str, int]] = []  # open brackets: (the closer it needs, position)
+    quote: str | None = None
+    begin = 0
+    for i, ch in enumerate(value):
+        if quote is not None:
+            if ch == quote:
+                quote = None
+        elif ch in "'\"":
+            quote = ch
+        elif ch in _OPEN:
+            stack.append((_OPEN[ch], i))
+        elif ch in ")]}":
+            if not stack or stack[-1][0] != ch:
+                raise GridError(
+                    f"{what}: unbalanced brackets in {value!r}: {ch!r} at position {i + 1} "
+                    "closes nothing" + (f" (expected {stack[-1][0]!r})" if stack else "")
+                )
+            stack.pop()
+        elif ch == "," and not stack:
+            parts.append(value[begin:i])
+            begin = i + 1
+    if quote is not None:
+        raise GridError(f"{what}: unbalanced quotes in {value!r}: a {quote} is never closed")
+    if stack:
+        closer, at = stack[-1]
+        opener = next(k for k, v in _OPEN.items() if v == closer)
+        raise GridError(
+            f"{what}: unbalanced brackets in {value!r}: {opener!r} at position {at + 1} "
+            "is never closed"
+        )
+    parts.append(value[begin:])
+    return parts
 
 
 def task_items(tasks: Sequence[str | Task] | str | Task | None) -> list[str | Task]:
@@ -117,7 +182,11 @@ def task_items(tasks: Sequence[str | Task] | str | Task | None) -> list[str | Ta
         (['digits', 'scales'], ['quadratic', 'a.py:t'], [])
     """
     items = [tasks] if isinstance(tasks, str | Task) else list(tasks or [])
-    return [t for item in items for t in ([item] if isinstance(item, Task) else split_names(item))]
+    return [
+        t
+        for item in items
+        for t in ([item] if isinstance(item, Task) else split_names(item, "--tasks"))
+    ]
 
 
 def _first_line(err: BaseException) -> str:
@@ -204,9 +273,56 @@ def parse_lrs(values: Iterable[str], what: str = "--lrs") -> list[float]:
     return lrs
 
 
+def parse_batch_sizes(values: Iterable[str] | str | None) -> list[int]:
+    """Parse ``--batch-sizes``: integers >= 1, comma-separated or repeated, each kept once.
+
+    Raises:
+        GridError: If an item is not an integer in [1, 2**24].
+
+    Examples:
+        >>> parse_batch_sizes(["32,64", "128"]), parse_batch_sizes(None)
+        ([32, 64, 128], [])
+    """
+    sizes: list[int] = []
+    for text in split_names(values):
+        try:
+            size = int(text)
+        except ValueError:
+            size = 0
+        if not 1 <= size <= MAX_BATCH_SIZE:
+            raise GridError(f"--batch-sizes: {text!r} must be an integer in [1, {MAX_BATCH_SIZE}]")
+        if size not in sizes:
+            sizes.append(size)
+    return sizes
+
+
+def as_batch_sizes(values: Sequence[int | str] | str | int | None) -> list[int] | None:
+    """``batch_sizes=`` as ints: numbers kept, strings parsed as ``--batch-sizes`` is.
+
+    :func:`make_grid` checks the numbers.
+
+    Examples:
+        >>> as_batch_sizes("16,64"), as_batch_sizes([32, "128"]), as_batch_sizes(None)
+        ([16, 64], [32, 128], None)
+    """
+    if values is None:
+        return None
+    items = [values] if isinstance(values, str | int) else list(values)
+    sizes: list[int] = []
+    for item in items:
+        if isinstance(item, str):
+            sizes.extend(parse_batch_sizes([item]))
+        else:
+            sizes.append(item)
+    return sizes
+
+
 @dataclass(frozen=True)
 class Grid:
-    """The axes of a grid, as the user gave them (after defaults)."""
+    """The axes of a grid, as the user gave them (after defaults).
+
+    ``batch_sizes`` is ``(None,)`` when the grid sets none (each task uses its own).
+    """
 
     tasks: tuple[str, ...]
     optimizers: tuple[str, ...]
@@ -217,6 +333,7 @@ class Grid:
     budget: float
     #: ``--lrs auto``: each (task, optimizer)'s own lrs, in place of ``lrs``.
     pair_lrs: tuple[tuple[str, str, tuple[float, ...]], ...] = ()
+    batch_sizes: tuple[int | None, ...] = (None,)
 
     def lrs_for(self, task: str, optimizer: str) -> tuple[float, ...]:
         """The grid lrs of one (task, optimizer): its own under ``--lrs auto``, else ``lrs``.
@@ -233,6 +350,7 @@ class Grid:
 
         Under ``--lrs auto`` ``"lrs"`` is ``"auto"`` and ``"pair_lrs"`` lists
         ``{"task", "optimizer", "lrs"}`` for each (task, optimizer).
+        ``"batch_sizes"`` is there when the grid sets them.
         """
         data: dict[str, Any] = {
             "tasks": list(self.tasks),
@@ -243,6 +361,8 @@ class Grid:
             "seeds": self.seeds,
             "budget": self.budget,
         }
+        if self.batch_sizes != (None,):
+            data["batch_sizes"] = list(self.batch_sizes)
         if self.pair_lrs:
             data["lrs"] = AUTO
             data["pair_lrs"] = [
@@ -280,6 +400,15 @@ def with_pair_lrs(grid: Grid, pair_lrs: Mapping[tuple[str, str], Sequence[float]
     return replace(grid, pair_lrs=tuple(rows))
 
 
+def _default_optimizers(task_names: Sequence[str]) -> tuple[str, ...]:
+    """The optimizers of a grid given none: the default ones, or, when every task
+    takes only some (a scikit-learn task: ``sgd``), those."""
+    allowed = [load_task(name).optimizers for name in task_names]
+    if allowed and all(names is not None for names in allowed):
+        return tuple(dict.fromkeys(o for names in allowed if names for o in names))
+    return DEFAULT_OPTIMIZERS
+
+
 def make_grid(
     tasks: Sequence[str | Task] | None = None,
     optimizers: Sequence[str] | None = None,
@@ -288,8 +417,17 @@ def make_grid(
     multipliers: Sequence[float] | None = None,
     seeds: int = DEFAULT_SEEDS,
     budget: float = 1.0,
+    batch_sizes: Sequence[int] | None = None,
 ) -> Grid:
     """Check the axes and fill the defaults (``None`` or empty -> default).
+
+    ``batch_sizes`` (None or empty: none, each task uses its own) must suit
+    every task: a built-in task without batches (``rosenbrock``) takes none.
+    A task that takes only some optimizers (``digits_sgd``: ``sgd``, a
+    scikit-learn estimator) refuses any other given in ``optimizers``;
+    without ``optimizers``, a grid of such tasks only runs the ones they
+    take, and a grid that mixes them with others runs the default optimizers,
+    each task with those it takes (:func:`expand_grid`).
 
     Raises:
         GridError: If a name is unknown, a spec does not parse, a number is
@@ -302,18 +440,25 @@ def make_grid(
             item = item.ref
         refs.append(item)
     task_names = tuple(dict.fromkeys(refs))
-    optimizer_names = tuple(dict.fromkeys(optimizers or DEFAULT_OPTIMIZERS))
     specs = tuple(dict.fromkeys(s.strip() for s in (schedules or DEFAULT_SCHEDULES)))
     for name in task_names:
         try:
             load_task(name)
         except ValueError as err:
             raise GridError(f"--tasks: {err}") from None
-    for name in optimizer_names:
+    canonical: list[str] = []  # sam(...) forms as the runs name them
+    for name in optimizers or _default_optimizers(task_names):
         try:
-            get_optimizer(name)
+            canonical.append(get_optimizer(name).name)
         except ValueError as err:
             raise GridError(f"--optimizers: {err}") from None
+    optimizer_names = tuple(dict.fromkeys(canonical))
+    for name in task_names if optimizers else ():  # given: every task must take each one
+        for optimizer in optimizer_names:
+            try:
+                load_task(name).check_optimizer(optimizer)
+            except ValueError as err:
+                raise GridError(f"--optimizers: {err}") from None
     if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= 1000:
         raise GridError(f"--seeds must be an integer in [1, 1000], got {seeds!r}")
     if isinstance(budget, bool) or not isinstance(budget, int | float):
@@ -335,6 +480,18 @@ def make_grid(
             if len(failures) == len(task_names) and len(set(failures.values())) == 1:
                 where = ""  # wrong whatever the task: a syntax error, an unknown name...
             raise GridError(f"--schedules {spec!r}{where}: {message}")
+    sizes = list(batch_sizes or ())
+    for size in sizes:
+        if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_BATCH_SIZE:
+            raise GridError(f"--batch-sizes: {size!r} must be an integer in [1, {MAX_BATCH_SIZE}]")
+    if sizes:
+        for name in task_names:
+            task = load_task(name)
+            if not task.batched:
+                raise GridError(
+                    f"--batch-sizes: task {task.name!r} has no batches (its gradient is exact); "
+                    "run it in a compare without --batch-sizes"
+                )
     for what, values in (("--lrs", lrs), ("--multipliers", multipliers)):
         for value in values or ():
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
@@ -347,6 +504,7 @@ def make_grid(
         multipliers=tuple(float(x) for x in (multipliers or DEFAULT_MULTIPLIERS)),
         seeds=seeds,
         budget=float(budget),
+        batch_sizes=tuple(dict.fromkeys(sizes)) or (None,),
     )
 
 
@@ -360,6 +518,9 @@ def expand_grid(grid: Grid | None = None, **axes: Any) -> list[RunConfig]:
     Raises:
         GridError: If an axis is wrong, or a schedule fails for a task
             (e.g. a spec that cannot take the task's step budget).
+
+    A task that takes only some optimizers (:attr:`Task.optimizers`) runs
+    with those of the grid's that it takes.
     """
     if grid is None:
         grid = make_grid(**axes)
@@ -369,24 +530,30 @@ def expand_grid(grid: Grid | None = None, **axes: Any) -> list[RunConfig]:
     seen: set[str] = set()
     for task in grid.tasks:
         steps = load_task(task).budget(grid.budget)
+        takes = load_task(task).optimizers
         for optimizer in grid.optimizers:
+            if takes is not None and optimizer not in takes:
+                continue  # a default optimizer a scikit-learn task does not take
             spec = get_optimizer(optimizer)
             lrs = grid.multipliers if spec.lr_free else grid.lrs_for(task, optimizer)
             for schedule in grid.schedules:
                 own = pinned_lr(schedule, steps) if spec.own_schedule is None else None
-                for lr in lrs if own is None else [own / spec.group_lr(1.0)]:
-                    for seed in range(grid.seeds):
-                        config = RunConfig(task, optimizer, schedule, lr, seed, grid.budget)
-                        try:
-                            key = config.key()
-                        except ValueError as err:
-                            raise GridError(
-                                f"--schedules {schedule!r} on task {task!r} "
-                                f"(lr={lr:g}, steps={config.steps}): {_first_line(err)}"
-                            ) from None
-                        if key not in seen:
-                            seen.add(key)
-                            configs.append(config)
+                for batch in grid.batch_sizes:
+                    for lr in lrs if own is None else [own / spec.group_lr(1.0)]:
+                        for seed in range(grid.seeds):
+                            config = RunConfig(
+                                task, optimizer, schedule, lr, seed, grid.budget, batch
+                            )
+                            try:
+                                key = config.key()
+                            except ValueError as err:
+                                raise GridError(
+                                    f"--schedules {schedule!r} on task {task!r} "
+                                    f"(lr={lr:g}, steps={config.steps}): {_first_line(err)}"
+                                ) from None
+                            if key not in seen:
+                                seen.add(key)
+                                configs.append(config)
     return configs
 
 
@@ -443,6 +610,13 @@ class SettingSummary:
             the best lr's runs that measured it (any of the setting's runs
             if none did); ``None`` if no run measured it.
         state_bytes: The optimizer state's bytes, taken the same way.
+        batch_size: The batch size the runs trained at (the task's own when
+            the grid set none; ``None`` when unknown, e.g. a user task).
+        steps: The optimizer steps each run of the best lr trained (its
+            budget; a SAM step takes two forward-backward passes).
+        wall_time: Mean seconds per run at the best lr (its finished runs,
+            else all of them), build and evaluations included: what the
+            setting costs, beside what it reaches.
     """
 
     task: str
@@ -464,6 +638,9 @@ class SettingSummary:
     lrs: list[float] = field(default_factory=list)
     state_copies: float | None = None
     state_bytes: int | None = None
+    batch_size: int | None = None
+    steps: int | None = None
+    wall_time: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the summary as JSON-ready data."""
@@ -477,6 +654,12 @@ def _schedule_run(result: RunResult) -> str:
     """The schedule a run followed, as the user wrote it (or the optimizer's own)."""
     own = get_optimizer(result.config["optimizer"]).own_schedule
     return own if own is not None else str(result.config["schedule"])
+
+
+def _batch_of(result: RunResult) -> int | None:
+    """The batch size a run trained at, from its identity (its key's batch size)."""
+    batch = result.identity.get("batch_size") if result.identity else None
+    return int(batch) if isinstance(batch, int) else None
 
 
 def _state_size(best: list[RunResult], others: list[RunResult]) -> tuple[float | None, int | None]:
@@ -494,22 +677,22 @@ def _state_size(best: list[RunResult], others: list[RunResult]) -> tuple[float |
 def summarize(results: Iterable[RunResult]) -> dict[str, list[SettingSummary]]:
     """Rank each task's optimizer x schedule settings at their best lr.
 
-    For each (task, optimizer, schedule) the lr whose seeds give the best
-    mean final metric is chosen, an lr where every seed finished being
+    For each (task, optimizer, schedule, batch size) the lr whose seeds give
+    the best mean final metric is chosen, an lr where every seed finished being
     preferred to one where some diverged. Settings are then sorted best
     first, those with no finished run last.
 
     Returns:
         ``{task: [SettingSummary, ...]}`` in the order tasks first appear.
     """
-    groups: dict[tuple[str, str, str], dict[float, list[RunResult]]] = {}
+    groups: dict[tuple[str, str, str, int | None], dict[float, list[RunResult]]] = {}
     for result in results:
         if not result.config:
             continue
-        head = (result.task, result.config["optimizer"], _schedule_run(result))
+        head = (result.task, result.config["optimizer"], _schedule_run(result), _batch_of(result))
         groups.setdefault(head, {}).setdefault(float(result.config["lr"]), []).append(result)
     table: dict[str, list[SettingSummary]] = {}
-    for (task, optimizer, schedule), by_lr in groups.items():
+    for (task, optimizer, schedule, batch), by_lr in groups.items():
         first = next(iter(by_lr.values()))[0]
         mode = first.mode
         sign = 1.0 if mode == "min" else -1.0
@@ -525,6 +708,7 @@ def summarize(results: Iterable[RunResult]) -> dict[str, list[SettingSummary]]:
         finals = [r.final for r in runs if r.finished and r.final is not None]
         reached = [r.steps_to_target for r in runs if r.steps_to_target is not None]
         state_copies, state_bytes = _state_size(runs, all_runs)
+        timed = [r for r in runs if r.finished] or runs
         table.setdefault(task, []).append(
             SettingSummary(
                 task=task,
@@ -546,6 +730,9 @@ def summarize(results: Iterable[RunResult]) -> dict[str, list[SettingSummary]]:
                 lrs=sorted(by_lr),
                 state_copies=state_copies,
                 state_bytes=state_bytes,
+                batch_size=batch,
+                steps=max(r.steps for r in runs),
+                wall_time=statistics.fmean(r.wall_time for r in timed),
             )
         )
     for rows in table.values():

@@ -544,8 +544,11 @@ def tune_pbt(
             f"got {seeds!r}"
         )
     one = _one_task(task)
-    optimizer_names = split_names(optimizers)
-    specs = [schedules] if isinstance(schedules, str) else list(schedules or [])
+    try:
+        optimizer_names = split_names(optimizers, "--optimizers")
+        specs = split_names(schedules, "--schedules")
+    except GridError as err:
+        raise TuneError(str(err)) from None
     if [s.replace(" ", "") for s in specs] != ["constant()"]:
         raise TuneError(
             "--search pbt moves a constant lr (the schedule it finds is a join of constants); "

@@ -32,10 +32,11 @@ class Progress(Protocol):
 
 
 def describe(config: dict[str, Any]) -> str:
-    """A short label of a run: ``digits adam cosine() lr=0.001 seed=0``."""
+    """A short label of a run: ``digits adam cosine() lr=0.001 seed=0`` (``batch=64`` if set)."""
+    batch = config.get("batch_size")
     return (
         f"{_task_name(config['task'])} {config['optimizer']} {config['schedule']} "
-        f"lr={config['lr']:g} seed={config['seed']}"
+        f"lr={config['lr']:g}{'' if batch is None else f' batch={batch}'} seed={config['seed']}"
     )
 
 
@@ -60,9 +61,10 @@ class _Best:
             if current is None or (
                 final > current[0] if result.mode == "max" else final < current[0]
             ):
+                batch = result.config.get("batch_size")
                 setting = (
                     f"{result.config['optimizer']} {result.config['schedule']} "
-                    f"lr={result.config['lr']:g}"
+                    f"lr={result.config['lr']:g}{'' if batch is None else f' batch={batch}'}"
                 )
                 self.best[task] = (final, setting)
         if task not in self.best:

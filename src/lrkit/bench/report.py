@@ -17,9 +17,19 @@ four PNGs that are also embedded in the page:
   y; median over seeds), with the band around 1e-3 that is a common rule of
   thumb for a healthy step size. The best-settings table gives its median
   over training too.
+- ``batch_lr_<task>.png``, when the task ran several batch sizes
+  (``--batch-sizes``): the best lr of each optimizer x schedule against the
+  batch size (log-log), with the linear and square-root scaling rules
+  (:func:`lrkit.scale_lr`) drawn from its smallest batch size's best lr. A
+  best lr at the edge of the lrs tried is drawn hollow: the true best lies
+  beyond it. Every other table and plot then names a setting with its batch
+  size (``cosine() · batch 64``).
 
-The best-settings table also gives each optimizer's memory: its state in
-copies of the weights (SGD 0, momentum 1, Adam 2), measured from the
+The best-settings table gives what each setting costs beside what it
+reaches: the steps each run trained and its wall time (mean seconds per run
+at the best lr), since a step is not the same work everywhere (a SAM step
+takes two forward-backward passes). It also gives each optimizer's memory:
+its state in copies of the weights (SGD 0, momentum 1, Adam 2), measured from the
 optimizer's tensors during the run (:func:`lrkit.torch.optimizer_state_size`),
 with the bytes and the split by state key on hover. Its last column is the
 diagnosis each best-lr run gets from its own curves alone, the one
@@ -63,12 +73,12 @@ import math
 import re
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from lrkit.bench.advice import Advice, advise
-from lrkit.bench.grid import SettingSummary, _schedule_run, summarize
+from lrkit.bench.grid import SettingSummary, _batch_of, _schedule_run, summarize
 from lrkit.bench.run import RunResult
 
 __all__ = [
@@ -208,14 +218,31 @@ class Diagnosis:
         return [lr for lr, v in self.verdicts.items() if v == verdict]
 
 
+def _several_batches(results: Iterable[RunResult]) -> set[str]:
+    """The tasks whose runs trained at more than one batch size (``--batch-sizes``)."""
+    seen: dict[str, set[int | None]] = {}
+    for r in results:
+        if r.config:
+            seen.setdefault(r.task, set()).add(_batch_of(r))
+    return {task for task, sizes in seen.items() if len(sizes) > 1}
+
+
+def _label(schedule: str, batch: int | None, named: bool) -> str:
+    """A setting's schedule as tables and legends show it: ``cosine() · batch 64`` if named."""
+    return f"{schedule} · batch {batch}" if named and batch is not None else schedule
+
+
 def _group(
     results: Iterable[RunResult],
 ) -> dict[tuple[str, str, str], dict[float, list[RunResult]]]:
+    runs = list(results)
+    batched = _several_batches(runs)
     groups: dict[tuple[str, str, str], dict[float, list[RunResult]]] = {}
-    for r in results:
+    for r in runs:
         if not r.config:
             continue
-        head = (r.task, r.config["optimizer"], _schedule_run(r))
+        schedule = _label(_schedule_run(r), _batch_of(r), r.task in batched)
+        head = (r.task, r.config["optimizer"], schedule)
         groups.setdefault(head, {}).setdefault(float(r.config["lr"]), []).append(r)
     return groups
 
@@ -524,6 +551,60 @@ def _plot_schedules(
     _save(fig, path)
 
 
+def _plot_batch_sizes(task: str, rows: Sequence[SettingSummary], path: Path) -> None:
+    """Best lr against batch size per optimizer x schedule, with the two scaling rules."""
+    from lrkit.scaling import scale_lr
+
+    settings: dict[tuple[str, str], list[SettingSummary]] = {}
+    for row in rows:
+        if row.mean is not None and row.batch_size is not None:
+            settings.setdefault((row.optimizer, row.schedule), []).append(row)
+    fig = _figure()
+    ax = fig.add_subplot()
+    styles = _styles(list(settings))
+    for (opt, sched), found in settings.items():
+        found.sort(key=lambda r: r.batch_size or 0)
+        style = styles[(opt, sched)]
+        color = style["color"]
+        xs = [r.batch_size or 0 for r in found]
+        ys = [r.lr for r in found]
+        ax.plot(xs, ys, marker=None, label=f"{opt} · {sched}: best lr", **style)
+        for r in found:
+            edge = len(r.lrs) > 1 and r.lr in (min(r.lrs), max(r.lrs))
+            ax.plot(
+                [r.batch_size],
+                [r.lr],
+                "o",
+                markersize=6,
+                color=color,
+                markerfacecolor="white" if edge else color,
+            )
+        if len(found) > 1:
+            base, lr0 = xs[0], ys[0]
+            for rule, line in (("linear", (0, (5, 2))), ("sqrt", (0, (1, 2)))):
+                ax.plot(
+                    xs,
+                    [scale_lr(lr0, base, b, rule) for b in xs],
+                    color=color,
+                    linestyle=line,
+                    linewidth=1.0,
+                    alpha=0.7,
+                    label=f"{opt} · {sched}: {rule} rule from batch {base}",
+                )
+    ax.plot([], [], "o", color="gray", markerfacecolor="white", label="edge of the lrs tried")
+    ax.set_xscale("log", base=2)
+    sizes = sorted({r.batch_size for found in settings.values() for r in found if r.batch_size})
+    ax.set_xticks(sizes, [str(b) for b in sizes])
+    ax.minorticks_off()
+    ax.set_yscale("log")
+    ax.set_xlabel("batch size (log)")
+    ax.set_ylabel("best learning rate (log)")
+    fig.suptitle(f"{task}: the best lr against the batch size (same number of steps)")
+    ax.grid(True, which="major", alpha=0.3)
+    _legend(ax)
+    _save(fig, path)
+
+
 # --------------------------------------------------------------------------
 # HTML
 # --------------------------------------------------------------------------
@@ -602,6 +683,8 @@ def _best_table(
         "seeds ok",
         "steps to target",
         "diverged (all lrs)",
+        "steps",
+        "wall time (s/run)",
         "‖Δw‖/‖w‖ (median)",
         "optimizer state (× weights)",
         "run diagnosis",
@@ -635,7 +718,9 @@ def _best_table(
             f'<tr{cls}><td>{rank}</td><td class="l">{e(row.optimizer)}</td>'
             f'<td class="l"><code>{e(row.schedule)}</code></td><td>{row.lr:g}</td>'
             f"<td>{value}</td><td>{row.finished}/{row.seeds}</td><td>{reach}</td>"
-            f"<td>{div}</td><td>{ratio_text}</td>"
+            f"<td>{div}</td><td>{'—' if row.steps is None else row.steps}</td>"
+            f"<td>{'—' if row.wall_time is None else f'{row.wall_time:.3g}'}</td>"
+            f"<td>{ratio_text}</td>"
             f"{_state_cell(row, best_runs or list(groups[(row.optimizer, row.schedule)][row.lr]))}"
             f"{_run_verdicts_cell(best_runs)}"
             "</tr>"
@@ -727,6 +812,7 @@ def write_report(
     summary = summarize(runs)
     groups = _group(runs)
     diagnoses = diagnose(runs)
+    batched = _several_batches(runs)
     e = html.escape
     parts = [
         "<!DOCTYPE html>",
@@ -753,6 +839,9 @@ def write_report(
         )
         parts.append(f"<h2>{e(task)}</h2>")
         parts.append(_advice_html(advise(task, rows)))
+        by_batch = list(rows)
+        if task in batched:  # every table and legend names the batch size of a setting
+            rows = [replace(r, schedule=_label(r.schedule, r.batch_size, True)) for r in rows]
         parts.append(
             f"<p>Final {e(metric)}, {'higher' if mode == 'max' else 'lower'} is better"
             f"{e(goal)}.</p>"
@@ -776,12 +865,16 @@ def write_report(
         _plot_curves(task, rows, task_groups, metric, mode, out / f"curves_{slug}.png")
         _plot_schedules(task, rows, task_groups, out / f"schedules_{slug}.png")
         _plot_update_ratio(task, rows, task_groups, out / f"update_ratio_{slug}.png")
-        for name, caption in (
+        plots = [
             (f"sensitivity_{slug}.png", "lr sensitivity"),
             (f"curves_{slug}.png", "learning curves of the best settings"),
             (f"schedules_{slug}.png", "lr schedules used"),
             (f"update_ratio_{slug}.png", "update-to-weight ratio of the best settings"),
-        ):
+        ]
+        if task in batched:
+            _plot_batch_sizes(task, by_batch, out / f"batch_lr_{slug}.png")
+            plots.insert(1, (f"batch_lr_{slug}.png", "the best lr against the batch size"))
+        for name, caption in plots:
             path = out / name
             parts.append(f"<h3>{e(caption.capitalize())}</h3>")
             parts.append(_img(path.read_bytes(), f"{task}: {caption}"))

@@ -114,7 +114,8 @@ class RunConfig:
             its reference; a function defined inside another one runs only
             in this process).
         optimizer: An optimizer name from
-            :data:`lrkit.bench.optimizers.OPTIMIZERS`.
+            :data:`lrkit.bench.optimizers.OPTIMIZERS`, or ``sam(NAME, ...)``
+            (kept in its canonical form).
         schedule: An lrkit schedule spec; ``lr`` and ``steps`` may be left
             out (``"cosine()"``): they are filled with the group lr and the
             budget. Ignored by optimizers with their own rule (Schedule-Free).
@@ -122,6 +123,10 @@ class RunConfig:
             LR-free optimizers, the multiplier of their own default lr.
         seed: Seeds model initialisation and batch order.
         budget: Scales the task's step budget.
+        batch_size: Samples per step (``--batch-sizes``): the task reads it
+            as ``trial.batch_size``; ``None`` leaves the task's own (a
+            built-in task's default, which is also what its key holds, so
+            ``batch_size=64`` on ``digits`` is the default run).
 
     Raises:
         ValueError: If a name is unknown or a number out of range
@@ -134,13 +139,16 @@ class RunConfig:
     lr: float = 1e-3
     seed: int = 0
     budget: float = 1.0
+    batch_size: int | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.task, Task):
             register_task(self.task)
             object.__setattr__(self, "task", self.task.ref)
         load_task(self.task)
-        get_optimizer(self.optimizer)
+        # The canonical name (sam(...) forms normalized): equal settings share a key.
+        object.__setattr__(self, "optimizer", get_optimizer(self.optimizer).name)
+        load_task(self.task).check_optimizer(self.optimizer)  # a sklearn task takes sgd only
         if not isinstance(self.schedule, str) or not self.schedule.strip():
             raise ValueError(
                 f"run: schedule must be a non-empty spec string, got {self.schedule!r}"
@@ -156,6 +164,15 @@ class RunConfig:
             raise ValueError(f"run: seed must be an integer >= 0, got {seed!r}")
         self.task_object.budget(self.budget)  # checks the scale
         object.__setattr__(self, "budget", float(self.budget))
+        batch = self.batch_size
+        if batch is not None:
+            if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+                raise ValueError(f"run: batch_size must be an integer >= 1, got {batch!r}")
+            if not self.task_object.batched:
+                raise ValueError(
+                    f"run: task {self.task_object.name!r} has no batches (its gradient is "
+                    "exact): it takes no batch size"
+                )
 
     @functools.cached_property
     def task_object(self) -> Task:
@@ -166,6 +183,11 @@ class RunConfig:
     def steps(self) -> int:
         """The effective step budget: the task's budget times ``budget``."""
         return self.task_object.budget(self.budget)
+
+    @property
+    def effective_batch_size(self) -> int | None:
+        """The batch size the run trains at: its own, else the task's (``None``: unknown)."""
+        return self.batch_size if self.batch_size is not None else self.task_object.batch_size
 
     @property
     def group_lr(self) -> float:
@@ -198,7 +220,7 @@ class RunConfig:
             "format": RUN_FORMAT,
             "task": task.identity(),
             "steps": self.steps,
-            "batch_size": task.batch_size,
+            "batch_size": self.effective_batch_size,
             "optimizer": self.optimizer,
             "schedule": self.filled_schedule,
             "seed": self.seed,
@@ -225,8 +247,8 @@ class RunConfig:
         return self._key
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the config as JSON-ready plain data."""
-        return {
+        """Return the config as JSON-ready plain data (``batch_size`` only when set)."""
+        data: dict[str, Any] = {
             "task": self.task,
             "optimizer": self.optimizer,
             "schedule": self.schedule,
@@ -234,6 +256,9 @@ class RunConfig:
             "seed": self.seed,
             "budget": self.budget,
         }
+        if self.batch_size is not None:
+            data["batch_size"] = self.batch_size
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
@@ -485,6 +510,9 @@ def execute(
     Returns:
         The :class:`RunResult`.
     """
+    # An optimizer's package (pytorch-optimizer's import takes seconds) is imported
+    # before the clock starts, so that no run's wall time pays for it.
+    get_optimizer(config.optimizer).import_package()
     start = time.perf_counter()
     result = RunResult(
         key="",

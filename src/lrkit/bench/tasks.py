@@ -19,14 +19,19 @@ scales      regression, feature scales 0.03..30, MLP            val_loss    300
 charlm      character LM on stdlib sources, tiny transformer    val_loss    300
 quadratic   ill-conditioned quadratic, noisy gradients          loss        200
 rosenbrock  2-D Rosenbrock valley                               loss        500
+digits_sgd  digits, sklearn SGDClassifier by partial_fit (sgd)  val_loss    300
 ==========  ==================================================  ==========  =====
+
+``digits_sgd`` trains a scikit-learn estimator, not a torch model
+(:mod:`lrkit.bench.sklearn_task`): it has no :class:`Problem`, and it takes
+the optimizer ``sgd`` only (:attr:`Task.optimizers`).
 
 Torch is imported only when a task is built, so listing tasks stays fast.
 
 Examples:
     >>> from lrkit.bench.tasks import TASKS, get_task
     >>> sorted(TASKS)
-    ['charlm', 'digits', 'quadratic', 'rosenbrock', 'scales', 'signals']
+    ['charlm', 'digits', 'digits_sgd', 'quadratic', 'rosenbrock', 'scales', 'signals']
     >>> get_task("digits").metric, get_task("digits").mode
     ('val_acc', 'max')
 """
@@ -45,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lrkit.bench.sklearn_task import digits_sgd_task
 from lrkit.bench.trial import Task, Trial
 
 if TYPE_CHECKING:
@@ -127,6 +133,7 @@ def _builtin(
     target: float,
     builder: Callable[[int], Problem],
     fingerprint: Callable[[], dict[str, str]] | None = None,
+    batched: bool = True,
 ) -> Task:
     """A built-in task: a :class:`Task` whose function is :func:`train_builtin`."""
     from lrkit.bench.run import BENCH_RULE
@@ -142,6 +149,7 @@ def _builtin(
         description=description,
         version=version,
         batch_size=batch_size,
+        batched=batched,
         checkpoints=True,
         builtin=True,
         divergence=BENCH_RULE,
@@ -156,13 +164,20 @@ def train_builtin(trial: Trial) -> float:
 
     Builds the task's :class:`Problem` from ``trial.seed``, trains
     ``trial.steps`` minibatch updates with ``trial.optimizer`` and
-    ``trial.scheduler``, logs each step's training loss (the built-in
+    ``trial.scheduler`` (at ``trial.batch_size`` samples a step when the grid
+    sets batch sizes, else at the task's own), logs each step's training loss (the built-in
     divergence rule, :data:`lrkit.bench.run.BENCH_RULE`, or the spec's
     guard, watches it) and reports the metric at 16 evenly spaced steps
     (other validation values are logged beside it). A ``plateau(...)`` or
     ``adaptive(...)`` schedule observes the mean training loss of each block
     of :func:`~lrkit.bench.run.observe_every` steps (minibatch losses are too
     noisy for patience counted in steps).
+
+    An optimizer that needs ``opt.step(closure)`` (``sam(...)``) gets one
+    that recomputes the same batch's loss and gradient; the others are
+    stepped without (a torch optimizer calls a closure it is given). With a
+    ``swa(...)`` schedule the metric is measured on ``trial.eval_model``:
+    the averaged weights once averaging began (``update_bn`` first).
 
     Before each report it hands ``trial.checkpoint`` its state after that
     many updates (model, optimizer and scheduler ``state_dict``, the step,
@@ -186,13 +201,19 @@ def train_builtin(trial: Trial) -> float:
     optimizer = trial.optimizer([p for p in model.parameters() if p.requires_grad])
     schedule = trial.schedule
     guarded = isinstance(schedule, Guard)
-    scheduler = trial.scheduler(
-        optimizer, model=model if guarded else None, snapshot_every=SNAPSHOT_EVERY
-    )
+    # The model: a guard rolls it back, a swa(...) schedule averages it.
+    scheduler = trial.scheduler(optimizer, model=model, snapshot_every=SNAPSHOT_EVERY)
+    averaged = trial.averaged_model
     inner = schedule.schedule if guarded else schedule
     block = observe_every(steps) if isinstance(inner, Plateau | Adaptive) else 0
     block_losses: list[float] = []
-    batches = problem.batches(task.batch_size or 1, torch.Generator().manual_seed(trial.seed))
+    batch_size = trial.batch_size or task.batch_size or 1
+    if problem.n_train and batch_size > problem.n_train:
+        raise ValueError(
+            f"batch size {batch_size} is more than task {task.name!r}'s "
+            f"{problem.n_train} training samples"
+        )
+    batches = problem.batches(batch_size, torch.Generator().manual_seed(trial.seed))
     points = set(eval_steps(steps))
 
     def state(step: int, metric: float) -> dict[str, Any]:
@@ -204,13 +225,14 @@ def train_builtin(trial: Trial) -> float:
             "rng": torch.get_rng_state(),
             "metric": metric,
             "block_losses": list(block_losses),
+            **({} if averaged is None else {"averaged": averaged.state_dict()}),
         }
 
     def evaluate(step: int) -> float:
         model.eval()
         optimizer_spec.eval_mode(optimizer)
-        with torch.no_grad():
-            values = problem.evaluate(model)
+        with torch.no_grad():  # swa(...): the averaged weights once averaging began
+            values = problem.evaluate(trial.eval_model(model, _one_epoch(problem.train)))
         optimizer_spec.train_mode(optimizer)
         model.train()
         main = float(values.pop(task.metric))
@@ -231,15 +253,21 @@ def train_builtin(trial: Trial) -> float:
         torch.set_rng_state(restored["rng"])
         start, last = int(restored["step"]), float(restored["metric"])
         block_losses.extend(restored["block_losses"])
+        if averaged is not None and "averaged" in restored:
+            averaged.load_state_dict(restored["averaged"])
         for _ in range(start):
             next(batches)
     for step in range(start, steps):
-        loss = problem.loss(model, next(batches))
+        batch = next(batches)
+        loss = problem.loss(model, batch)
         value = float(loss.item())
         trial.log(step, loss=value)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
+        if optimizer_spec.needs_closure:  # SAM: a second gradient, at perturbed weights
+            optimizer.step(functools.partial(_loss_backward, problem, model, batch))
+        else:  # a closure given to a torch optimizer would be called again
+            optimizer.step()
         metric = None
         if block:
             block_losses.append(value)
@@ -251,6 +279,24 @@ def train_builtin(trial: Trial) -> float:
         if step + 1 in points:
             last = evaluate(step + 1)
     return last
+
+
+def _loss_backward(problem: Problem, model: nn.Module, batch: Batch) -> torch.Tensor:
+    """SAM's closure: the loss on ``batch`` again (at the perturbed weights), backpropagated."""
+    loss = problem.loss(model, batch)
+    loss.backward()
+    return loss
+
+
+def _one_epoch(train: Batch, size: int = 256) -> Iterator[Batch]:
+    """The training tensors in order, ``size`` samples at a time: ``update_bn``'s loader.
+
+    A generator, so nothing is sliced unless it is read (``update_bn`` reads
+    nothing for a model without BatchNorm, as the built-in models are).
+    """
+    n = int(train[0].shape[0]) if train else 0
+    for begin in range(0, n, size):
+        yield tuple(t[begin : begin + size] for t in train)
 
 
 # --------------------------------------------------------------------------
@@ -768,7 +814,9 @@ TASKS: dict[str, Task] = {
             mode="min",
             target=0.01,
             builder=_build_rosenbrock,
+            batched=False,
         ),
+        digits_sgd_task(),
     )
 }
 

@@ -14,6 +14,13 @@ gradient came late, is counted too; the last measure is kept).
 takes the training loss from ``trial.log(step, loss=...)`` for a
 ``guard(...)`` schedule, whether the task logs before or after
 ``scheduler.step()``.
+
+With a ``swa(...)`` schedule (stochastic weight averaging), :func:`make_scheduler`
+also keeps a ``torch.optim.swa_utils.AveragedModel`` of the model
+(:class:`Averager`): a step post-hook on the optimizer folds the weights into
+the average after every update from the schedule's start step on (one SAM
+step is one update), and :meth:`Averager.eval_module` hands out the averaged
+module, after ``update_bn``, for evaluation (``trial.eval_model``).
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from lrkit.torch import Scheduler, optimizer_state_size
 if TYPE_CHECKING:
     from lrkit.bench.trial import Trial
 
-__all__ = ["TrialScheduler", "make_optimizer", "make_scheduler"]
+__all__ = ["Averager", "TrialScheduler", "make_optimizer", "make_scheduler"]
 
 
 class _Watch:
@@ -124,11 +131,82 @@ class TrialScheduler(Scheduler):
             )
 
 
+class Averager:
+    """Stochastic weight averaging of ``model`` from update ``start`` on (torch's own classes).
+
+    Keeps a ``torch.optim.swa_utils.AveragedModel`` (an equal-weight running
+    mean of the weights; buffers are not averaged, ``update_bn`` recomputes
+    BatchNorm statistics) and, as a step post-hook of the optimizer, folds
+    the model into it after each update whose step (the scheduler's, so a
+    resumed run goes on right) is ``start`` or later.
+
+    Attributes:
+        model: The module trained.
+        averaged: The ``AveragedModel``; ``averaged.n_averaged`` counts the
+            updates averaged.
+        start: The first update averaged.
+    """
+
+    def __init__(self, model: torch.nn.Module, start: int, scheduler: Scheduler) -> None:
+        from torch.optim.swa_utils import AveragedModel
+
+        self.model = model
+        self.averaged = AveragedModel(model)
+        self.start = start
+        self._scheduler = scheduler
+        self._bn_done = -1  # n_averaged when update_bn last ran
+
+    @property
+    def n_averaged(self) -> int:
+        """How many updates the average holds (0 before ``start``)."""
+        return int(self.averaged.n_averaged)
+
+    def post(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        """The optimizer's step post-hook: average the weights of the update just made."""
+        if self._scheduler.last_epoch >= self.start:  # the step of the update just made
+            self.averaged.update_parameters(self.model)
+
+    def eval_module(self, loader: Any = None) -> torch.nn.Module:
+        """The module to evaluate: the averaged one once averaging began, else ``model``.
+
+        The averaged module gets ``torch.optim.swa_utils.update_bn(loader,
+        ...)`` first (once per new average; it returns at once for a model
+        without BatchNorm) and the training mode of ``model``.
+
+        Raises:
+            ValueError: The model has BatchNorm and no ``loader`` was given.
+        """
+        from torch.optim.swa_utils import update_bn
+
+        n = self.n_averaged
+        if n == 0:
+            return self.model
+        module: torch.nn.Module = self.averaged.module
+        if self._bn_done != n:
+            norms = torch.nn.modules.batchnorm._BatchNorm
+            if loader is None and any(isinstance(m, norms) for m in module.modules()):
+                raise ValueError(
+                    "trial.eval_model: the model has BatchNorm, whose statistics must be "
+                    "recomputed for the averaged weights: pass the training data, "
+                    "trial.eval_model(model, loader) (batches whose first item is the input)"
+                )
+            update_bn(() if loader is None else loader, self.averaged)
+            self._bn_done = n
+        module.train(self.model.training)
+        return module
+
+
 def make_scheduler(
     trial: Trial, optimizer: torch.optim.Optimizer, model: Any = None, **kwargs: Any
 ) -> Scheduler:
-    """The driver of ``optimizer`` on ``trial.schedule`` (``model`` for a guard)."""
+    """The driver of ``optimizer`` on ``trial.schedule``.
+
+    ``model`` is needed for a guard (it rolls the model back) and for
+    ``swa(...)`` (it averages the model's weights: :class:`Averager`, kept
+    as ``trial._averager``).
+    """
     from lrkit.controllers import Guard
+    from lrkit.schedules import swa_start
 
     guarded = isinstance(trial.schedule, Guard)
     if guarded and model is None:
@@ -136,7 +214,22 @@ def make_scheduler(
             f"trial.scheduler: the schedule {trial.schedule} has a guard, which rolls the "
             "model back: call trial.scheduler(optimizer, model=model)"
         )
+    start = swa_start(trial.schedule)
+    if start is not None and not isinstance(model, torch.nn.Module):
+        raise ValueError(
+            f"trial.scheduler: the schedule {trial.schedule} averages the weights (SWA) from "
+            f"step {start} on: call trial.scheduler(optimizer, model=model) with the "
+            f"torch module trained, got model={model!r}, and evaluate "
+            "trial.eval_model(model)"
+        )
     with warnings.catch_warnings():
         # The trial built the optimizer at the run's lr: the schedule is the truth here.
         warnings.filterwarnings("ignore", message="Scheduler: the schedule's lr is")
-        return TrialScheduler(optimizer, trial.schedule, model=model if guarded else None, **kwargs)
+        scheduler = TrialScheduler(
+            optimizer, trial.schedule, model=model if guarded else None, **kwargs
+        )
+    if start is not None:
+        averager = Averager(model, start, scheduler)
+        optimizer.register_step_post_hook(averager.post)
+        trial._averager = averager
+    return scheduler

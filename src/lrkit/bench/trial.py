@@ -98,6 +98,8 @@ class Task:
         version: Bumped to invalidate stored runs (built-ins: whenever data,
             model or metric change).
         batch_size: Samples per step, if the task has one (run keys include it).
+        batched: Whether the task trains on batches, so that ``--batch-sizes``
+            applies (a built-in task with exact gradients has none).
         checkpoints: The task calls :meth:`Trial.checkpoint` / :meth:`Trial.restore`.
         source_sha256: The hash of the source file (user tasks).
         builtin: One of lrkit's own tasks.
@@ -108,6 +110,9 @@ class Task:
             them block means of the training loss instead).
         builder: Built-in tasks: ``builder(seed)`` -> their data and model.
         fingerprint: Built-in tasks: extra identity fields read at run time.
+        optimizers: The optimizer names the task takes (``("sgd",)`` for a
+            scikit-learn task, which follows the schedule with its own SGD);
+            ``None``: any torch optimizer.
     """
 
     name: str
@@ -120,6 +125,7 @@ class Task:
     description: str = ""
     version: str | None = None
     batch_size: int | None = None
+    batched: bool = True
     checkpoints: bool = False
     source_sha256: str | None = None
     builtin: bool = False
@@ -129,6 +135,7 @@ class Task:
     fingerprint: Callable[[], dict[str, str]] | None = field(
         default=None, repr=False, compare=False
     )
+    optimizers: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         _check_mode(self.mode, f"task {self.name!r}")
@@ -178,6 +185,14 @@ class Task:
         if self.target is None or not math.isfinite(value):
             return False
         return value >= self.target if self.mode == "max" else value <= self.target
+
+    def check_optimizer(self, optimizer: str) -> None:
+        """Raise a ValueError if this task does not take ``optimizer`` (see ``optimizers``)."""
+        if self.optimizers is not None and optimizer not in self.optimizers:
+            raise ValueError(
+                f"task {self.name!r} takes only the optimizer(s) {', '.join(self.optimizers)}, "
+                f"got {optimizer!r}"
+            )
 
     def better(self, a: float, b: float) -> bool:
         """Whether metric value ``a`` is strictly better than ``b``."""
@@ -453,7 +468,9 @@ class Trial:
             :func:`lrkit.keras.to_keras` / :func:`lrkit.optax.to_optax`.
         optimizer_name: The grid's optimizer (``"adamw"``).
         config: The run's settings as plain data.
-        batch_size: ``None`` unless the grid sets batch sizes.
+        batch_size: The run's batch size (``--batch-sizes``); ``None`` when the
+            grid sets none: the task then uses its own. A task that takes
+            ``--batch-sizes`` reads it to build its batches.
     """
 
     def __init__(
@@ -475,11 +492,12 @@ class Trial:
         self.schedule: Any = config.schedule_object()
         self.optimizer_name: str = config.optimizer
         self.config: dict[str, Any] = config.to_dict()
-        self.batch_size: int | None = None
+        self.batch_size: int | None = config.batch_size
         self._rule = self._task.divergence
         self._rule_state = self._rule.initial() if self._rule is not None else None
         self._optimizers: list[Any] = []
         self._scheduler: Any = None
+        self._averager: Any = None  # swa(...): lrkit.bench.torch_trial.Averager
         self._checkpoint: Any = None
         self._restore: Any = None
         self._measure = {k - 1 for k in _eval_points(self.steps) if k > 0}
@@ -515,16 +533,81 @@ class Trial:
     def scheduler(self, optimizer: Any, model: Any = None, **kwargs: Any) -> Any:
         """:class:`lrkit.torch.Scheduler` driving ``optimizer`` with :attr:`schedule`.
 
+        With a ``swa(...)`` schedule it also starts stochastic weight
+        averaging of ``model``: a ``torch.optim.swa_utils.AveragedModel``
+        that takes the weights after every optimizer update from the
+        schedule's start step on; evaluate :meth:`eval_model`.
+
         Args:
             optimizer: Usually from :meth:`optimizer`.
-            model: The module a ``guard(...)`` schedule rolls back (needed then).
+            model: The torch module a ``guard(...)`` schedule rolls back and a
+                ``swa(...)`` schedule averages (needed then).
             **kwargs: Passed on to :class:`lrkit.torch.Scheduler` (e.g.
                 ``snapshot_every``).
+
+        Raises:
+            ValueError: A guard or ``swa(...)`` schedule and no ``model``.
         """
         from lrkit.bench.torch_trial import make_scheduler
 
         self._scheduler = make_scheduler(self, optimizer, model, **kwargs)
         return self._scheduler
+
+    def eval_model(self, model: Any, loader: Any = None) -> Any:
+        """The module to evaluate: with ``swa(...)``, the averaged weights once averaging began.
+
+        Without a ``swa(...)`` schedule, or before its start step, this is
+        ``model`` itself. After it, it is the ``AveragedModel``'s module
+        (the running mean of the weights since the start step), with its
+        BatchNorm statistics recomputed by ``torch.optim.swa_utils.update_bn``
+        over ``loader`` (batches whose first item is the model's input; not
+        needed for a model without BatchNorm) and ``model``'s train/eval
+        mode. Evaluate it, and return its metric, in place of ``model``'s::
+
+            model.eval()
+            with torch.no_grad():
+                metric = evaluate(trial.eval_model(model, train_loader))
+
+        Raises:
+            ValueError: ``model`` is not the one given to :meth:`scheduler`,
+                or it has BatchNorm and no ``loader`` was given.
+        """
+        averager = self._averager
+        if averager is None:
+            return model
+        if model is not averager.model:
+            raise ValueError(
+                "trial.eval_model: give the model passed to trial.scheduler(optimizer, "
+                "model=model): that is the one whose weights are averaged"
+            )
+        return averager.eval_module(loader)
+
+    @property
+    def needs_closure(self) -> bool:
+        """Whether the grid's optimizer steps with ``opt.step(closure)`` (``sam(...)``).
+
+        Pass a closure only then: a torch optimizer calls a closure it is
+        given, which costs a pass and, if the closure does not zero the
+        gradients first, adds a second gradient to the first::
+
+            loss.backward()
+            if trial.needs_closure:  # SAM: the gradient again, at perturbed weights
+                opt.step(lambda: loss_fn(model(x), y).backward())
+            else:
+                opt.step()
+        """
+        from lrkit.bench.optimizers import get_optimizer
+
+        return get_optimizer(self.optimizer_name).needs_closure
+
+    @property
+    def averaged_model(self) -> Any:
+        """The ``torch.optim.swa_utils.AveragedModel`` of a ``swa(...)`` run, else None.
+
+        For a task that checkpoints: save and load its ``state_dict()`` beside
+        the model's (it holds the count of updates averaged).
+        """
+        return None if self._averager is None else self._averager.averaged
 
     # -- what the run records ------------------------------------------------
 

@@ -106,7 +106,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TextIO
 
-from lrkit.bench.grid import GridError, make_grid, pinned_specs, split_names, task_items
+from lrkit.bench.grid import (
+    GridError,
+    as_batch_sizes,
+    make_grid,
+    pinned_specs,
+    split_names,
+    task_items,
+)
 from lrkit.bench.run import RunConfig, RunResult, execute
 from lrkit.bench.runner import exit_with_parent
 from lrkit.bench.trial import Task
@@ -190,6 +197,7 @@ class TuneBest:
         spec: The filled schedule at the lr rounded to 2 significant digits
             (``"cosine(lr=0.0031, steps=300)"``).
         command: The ``lrkit compare`` command that confirms it.
+        batch_size: Its batch size, when the search had ``--batch-sizes``.
     """
 
     trial: int
@@ -202,9 +210,11 @@ class TuneBest:
     mode: str
     spec: str
     command: str
+    batch_size: int | None = None
 
     def __str__(self) -> str:
-        return f"{self.optimizer}  {self.spec}"
+        batch = "" if self.batch_size is None else f"  batch {self.batch_size}"
+        return f"{self.optimizer}  {self.spec}{batch}"
 
     def to_dict(self) -> dict[str, Any]:
         """Return the best trial as JSON-ready data."""
@@ -466,6 +476,18 @@ def _one_task(tasks: Sequence[str | Task] | str | Task) -> str | Task:
         shown = ", ".join(t.name if isinstance(t, Task) else t for t in names) or "none"
         raise TuneError(f"--tasks: tune searches one task at a time, got {len(names)}: {shown}")
     return names[0]
+
+
+def _default_optimizers(task: Sequence[str | Task] | str | Task) -> list[str]:
+    """``adam``, or the optimizers the (first) task is limited to (a scikit-learn task)."""
+    from lrkit.bench.trial import load_task
+
+    items = task_items(task)
+    try:
+        allowed = load_task(items[0]).optimizers if items else None
+    except ValueError:  # a task that does not load: the checks below say so
+        allowed = None
+    return list(allowed) if allowed else ["adam"]
 
 
 def _sqlite_pragmas(connection: Any, record: Any) -> None:
@@ -800,6 +822,7 @@ def _best(study: optuna.Study, task: Task, budget: float, seeds: int) -> TuneBes
     sign = -1.0 if task.mode == "max" else 1.0
     best = min(done, key=lambda t: (sign * float(t.value or 0.0), t.number))
     optimizer, schedule, lr = best.params["optimizer"], best.params["schedule"], best.params["lr"]
+    batch = best.params.get("batch_size")
     shown = _round_lr(lr)
     spec = RunConfig(task.ref, optimizer, schedule, shown, 0, budget).filled_schedule
     lr_flag = "--multipliers" if get_optimizer(optimizer).lr_free else "--lrs"
@@ -807,6 +830,8 @@ def _best(study: optuna.Study, task: Task, budget: float, seeds: int) -> TuneBes
         f"lrkit compare --tasks {shlex.quote(task.ref)} --optimizers {shlex.quote(optimizer)} "
         f"--schedules {shlex.quote(schedule)} {lr_flag} {shown:g}"
     )
+    if batch is not None:
+        command += f" --batch-sizes {int(batch)}"
     if budget != 1.0:
         command += f" --budget {budget:g}"
     if seeds > 1:
@@ -822,6 +847,7 @@ def _best(study: optuna.Study, task: Task, budget: float, seeds: int) -> TuneBes
         mode=task.mode,
         spec=spec,
         command=command,
+        batch_size=None if batch is None else int(batch),
     )
 
 
@@ -832,8 +858,9 @@ def _space_doc(
     lr_range: tuple[float, float],
     seeds: int,
     budget: float,
+    batch_sizes: Sequence[int | None] = (None,),
 ) -> dict[str, Any]:
-    return {
+    space: dict[str, Any] = {
         "task": task.ref,
         "metric": task.metric,
         "mode": task.mode,
@@ -843,6 +870,9 @@ def _space_doc(
         "seeds": seeds,
         "budget": budget,
     }
+    if tuple(batch_sizes) != (None,):  # only then: a study made before keeps its space
+        space["batch_sizes"] = list(batch_sizes)
+    return space
 
 
 def _outcome_of(runs: list[RunResult], mode: str) -> tuple[str, float | None, dict[str, Any]]:
@@ -897,7 +927,7 @@ def _quiet_optuna(fn: Callable[..., TuneResults]) -> Callable[..., TuneResults]:
 def tune(
     task: Sequence[str | Task] | str | Task,
     *,
-    optimizers: Sequence[str] | str,
+    optimizers: Sequence[str] | str | None = None,
     schedules: Sequence[str] | str,
     lr_range: Sequence[float] | str = (1e-5, 1.0),
     trials: int = 20,
@@ -912,6 +942,7 @@ def tune(
     seed: int = 0,
     progress: TuneProgress | None = None,
     on_note: Callable[[str], None] | None = None,
+    batch_sizes: Sequence[int | str] | str | None = None,
 ) -> TuneResults:
     """Search lr (log-uniform), optimizer and schedule for one task with Optuna.
 
@@ -919,8 +950,13 @@ def tune(
         task: One task: a built-in name, ``path/to/file.py:name``,
             ``package.module:name`` or an ``@lrkit.task`` function (one
             defined inside a function needs ``workers`` <= 1).
-        optimizers: Optimizer names (the categorical ``optimizer``).
-        schedules: Schedule specs, ``lr`` and ``steps`` left out (``"cosine()"``).
+        optimizers: Optimizer names (the categorical ``optimizer``); a string
+            may list several (``"sam(sgd, rho=0.1),adam"``: commas inside
+            parentheses do not split).
+            Default: ``adam``, or the optimizers the task is limited to
+            (``digits_sgd``: ``sgd``).
+        schedules: Schedule specs, ``lr`` and ``steps`` left out (``"cosine()"``);
+            a string may list several, as ``optimizers``.
         lr_range: ``(low, high)`` or ``"LOW,HIGH"``: ``lr`` is log-uniform in it.
         trials: The study's total of COMPLETE + PRUNED trials to reach, across
             every process sharing the study; a rerun resumes and runs only
@@ -937,6 +973,9 @@ def tune(
         seed: The sampler's seed (plus the trials already in the study).
         progress: Told about each finished trial.
         on_note: Called with each note (e.g. trials marked FAIL on resume).
+        batch_sizes: Batch sizes to search too (the categorical
+            ``batch_size``, each trial's ``trial.batch_size``); default none:
+            the task trains at its own. Not with ``search="pbt"``.
 
     Returns:
         A :class:`TuneResults`.
@@ -961,8 +1000,16 @@ def tune(
             on_note(text)
 
     # -- the input ---------------------------------------------------------
+    if not optimizers:
+        optimizers = _default_optimizers(task)
     if search == "pbt":  # Ray Tune's PopulationBasedTraining: lrkit.bench.pbt
         from lrkit.bench.pbt import tune_pbt
+
+        if batch_sizes:
+            raise TuneError(
+                "--batch-sizes is not searched by --search pbt (members train at the task's "
+                "own batch size); use --search tpe or random"
+            )
 
         return tune_pbt(
             task,
@@ -990,8 +1037,11 @@ def tune(
     if not isinstance(study, str) or not study.strip():
         raise TuneError(f"--study must be a non-empty name, got {study!r}")
     one = _one_task(task)
-    optimizer_names = split_names(optimizers)
-    schedule_specs = [schedules] if isinstance(schedules, str) else list(schedules or [])
+    try:
+        optimizer_names = split_names(optimizers, "--optimizers")
+        schedule_specs = split_names(schedules, "--schedules")
+    except GridError as err:
+        raise TuneError(str(err)) from None
     if not optimizer_names:
         raise TuneError("--optimizers: give at least one optimizer (e.g. adam)")
     if not schedule_specs:
@@ -1004,6 +1054,7 @@ def tune(
             lrs=list(low_high),
             seeds=seeds,
             budget=budget,
+            batch_sizes=as_batch_sizes(batch_sizes),
         )
     except GridError as err:
         raise TuneError(str(err)) from None
@@ -1032,7 +1083,15 @@ def tune(
                 f"{err.strerror or err}"
             ) from None
     shown_url = mask_url(url)
-    space = _space_doc(task_obj, grid.optimizers, grid.schedules, low_high, grid.seeds, grid.budget)
+    space = _space_doc(
+        task_obj,
+        grid.optimizers,
+        grid.schedules,
+        low_high,
+        grid.seeds,
+        grid.budget,
+        grid.batch_sizes,
+    )
 
     # -- the study ---------------------------------------------------------
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -1124,8 +1183,12 @@ def tune(
         lr = otrial.suggest_float("lr", low_high[0], low_high[1], log=True)
         optimizer = str(otrial.suggest_categorical("optimizer", list(grid.optimizers)))
         schedule = str(otrial.suggest_categorical("schedule", list(grid.schedules)))
+        batch: int | None = None
+        sizes = [b for b in grid.batch_sizes if b is not None]
+        if sizes:
+            batch = int(otrial.suggest_categorical("batch_size", sizes))
         configs = [
-            RunConfig(grid.tasks[0], optimizer, schedule, lr, s, grid.budget)
+            RunConfig(grid.tasks[0], optimizer, schedule, lr, s, grid.budget, batch)
             for s in range(grid.seeds)
         ]
         return otrial, [c.to_dict() for c in configs]

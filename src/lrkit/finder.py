@@ -869,7 +869,9 @@ class FinderResult:
             lrs: The lr of each step of the ramp.
             runs: Each repeat's losses (a sweep stopped at divergence is shorter);
                 the mean is taken over the steps every repeat reached.
-            method, beta, diverge: As :func:`suggest`.
+            method: As :func:`suggest`.
+            beta: As :func:`suggest`.
+            diverge: As :func:`suggest`.
             updates: Optimizer updates made, all repeats together.
         """
         reached = min(len(r) for r in runs)

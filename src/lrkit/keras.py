@@ -350,11 +350,13 @@ class Plateau(keras.callbacks.Callback):
     update (this epoch's cut included), for the callbacks that follow
     (``CSVLogger``, ``TensorBoard``, the ``History``).
 
+    ``mode``, ``factor``, ``patience``, ``threshold``, ``threshold_mode``,
+    ``cooldown``, ``min_lr``, ``eps`` and ``start`` are those of
+    :class:`lrkit.controllers.Plateau` (``start`` overrides the schedule's
+    warmup length).
+
     Args:
         monitor: the key of ``logs`` to watch (``"val_loss"``, ``"loss"``, ...).
-        mode, factor, patience, threshold, threshold_mode, cooldown, min_lr,
-            eps, start: as :class:`lrkit.controllers.Plateau` (``start``
-            overrides the schedule's warmup length).
         verbose: 1 prints a line at each cut.
 
     Raises:

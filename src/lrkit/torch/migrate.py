@@ -1093,11 +1093,13 @@ def create_scheduler_v2(
         warmup_epochs: the linear warmup's epochs.
         warmup_prefix: the warmup comes before ``num_epochs`` (the schedule
             starts after it) rather than inside them.
-        noise, noise_pct, noise_std, noise_seed: timm's lr noise. Not
-            supported: ``noise`` other than None is a ValueError; the others
-            are ignored without it, as in timm.
-        cycle_mul, cycle_decay, cycle_limit: cosine, tanh, poly: each cycle's
-            length factor, peak factor, and the number of cycles.
+        noise: timm's lr noise. Not supported: other than None is a ValueError.
+        noise_pct: timm's lr noise; ignored without ``noise``, as in timm.
+        noise_std: timm's lr noise; ignored without ``noise``, as in timm.
+        noise_seed: timm's lr noise; ignored without ``noise``, as in timm.
+        cycle_mul: cosine, tanh, poly: each cycle's length factor.
+        cycle_decay: cosine, tanh, poly: each cycle's peak factor.
+        cycle_limit: cosine, tanh, poly: the number of cycles.
         k_decay: cosine, poly: timm's k-decay (``t ** k / T ** k``).
         decay_fn: wsd, rsqrt: ``'linear'``, ``'1-sqrt'``, ``'cosine'``,
             ``'power'`` or ``'exp'``; None: ``'1-sqrt'`` (wsd), ``'linear'``

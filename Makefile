@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 OUT    ?= lrkit-gallery
 
-.PHONY: setup demo gallery test browser postgres lint bench clean
+.PHONY: setup demo gallery docs docs-serve test browser postgres lint bench clean
 
 setup: $(STAMP)
 
@@ -43,6 +43,16 @@ gallery: setup
 	$(BIN)/lrkit schedule $(GALLERY) --steps 1000 --format png --out $(OUT)/schedules.png
 	$(BIN)/lrkit schedule $(GALLERY) --steps 1000 --format table
 
+# The documentation site (mkdocs.yml) into site/: open site/index.html. Offline
+# (no web fonts, CDN or analytics); the guides' examples run during the build
+# and a failing one, or one printing something else than its page, fails it.
+docs: setup
+	$(BIN)/mkdocs build --strict
+
+# The same site served at http://127.0.0.1:8000, rebuilt on every change.
+docs-serve: setup
+	$(BIN)/mkdocs serve --strict
+
 test: setup browser postgres
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -p no:cacheprovider
 
@@ -63,11 +73,11 @@ postgres:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends postgresql >/dev/null; }
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks examples
-	$(BIN)/ruff format --check src tests benchmarks examples
+	$(BIN)/ruff check src tests benchmarks examples docs/hooks
+	$(BIN)/ruff format --check src tests benchmarks examples docs/hooks
 
 bench: setup
 	$(BIN)/python benchmarks/schedule_values.py
 
 clean:
-	rm -rf $(VENV) $(OUT) lrkit-report .pytest_cache .hypothesis
+	rm -rf $(VENV) $(OUT) lrkit-report site .pytest_cache .hypothesis

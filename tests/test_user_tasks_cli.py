@@ -341,9 +341,10 @@ def test_module_references_and_sibling_imports_work_in_worker_processes(tmp_path
 
 
 def doc_blocks(marker: str) -> list[str]:
-    """The fenced code blocks right after ``<!-- marker -->`` lines in docs/compare.md."""
+    """The fenced code blocks right after ``<!-- marker -->`` lines in docs/compare.md
+    (another comment, the site build's ``<!-- run -->``, may stand between)."""
     page = DOCS.read_text(encoding="utf-8")
-    pattern = rf"<!-- {re.escape(marker)} -->\s*```[a-z]*\n(.*?)```"
+    pattern = rf"<!-- {re.escape(marker)} -->\s*(?:<!--[^>]*-->\s*)?```[a-z]*\n(.*?)```"
     return re.findall(pattern, page, flags=re.DOTALL)
 
 

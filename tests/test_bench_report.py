@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import base64
-import html
 import json
 import math
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+import browser
 from lrkit.bench.grid import expand_grid
 from lrkit.bench.report import diagnose, diagnose_lrs, median_update_ratio, write_report
 from lrkit.bench.run import RunResult
@@ -260,47 +258,9 @@ window.addEventListener('load', () => {
 });
 </script>"""
 
-_CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1200,900",
-    "--virtual-time-budget=10000",
-)
-
-
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    pytest.fail(
-        "headless Chromium is needed to check the report renders: `make test` installs "
-        "Debian's chromium package (apt-get install chromium) when it is missing"
-    )
-
 
 def _render(page: Path, profile: Path) -> dict:
-    probe = page.with_name("probe.html")
-    text = page.read_text(encoding="utf-8")
-    assert text.count("</body>") == 1
-    probe.write_text(text.replace("</body>", _PROBE + "</body>"), encoding="utf-8")
-    done = subprocess.run(
-        [_chromium(), *_CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--dump-dom", probe.as_uri()],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    found = re.search(r'<pre id="probe">(.*?)</pre>', done.stdout, re.S)
-    assert found, done.stdout[-2000:]
-    return json.loads(html.unescape(found.group(1)))
+    return browser.probe(page, _PROBE, profile, what="the report renders")
 
 
 def test_report_renders_in_headless_chromium(store_path: Path, tmp_path: Path) -> None:

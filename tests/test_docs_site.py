@@ -13,10 +13,8 @@ from __future__ import annotations
 import ast
 import html
 import importlib.util
-import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -27,6 +25,8 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+
+import browser
 
 pytestmark = pytest.mark.xdist_group("docs_site")
 
@@ -389,54 +389,9 @@ window.addEventListener('load', () => {
 });
 </script>"""
 
-_CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--allow-file-access-from-files",
-    "--host-resolver-rules=MAP * ~NOTFOUND",  # offline: any remote load fails
-    "--window-size=1200,900",
-    "--virtual-time-budget=10000",
-)
-
-
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    pytest.fail(
-        "headless Chromium is needed to check the site renders: `make test` installs "
-        "Debian's chromium package (apt-get install chromium) when it is missing"
-    )
-
 
 def _render(page: Path, profile: Path) -> dict[str, Any]:
-    probe = page.with_name(f"probe-{page.name}")
-    text = page.read_text(encoding="utf-8")
-    assert text.count("</body>") == 1
-    probe.write_text(text.replace("</body>", _PROBE + "</body>"), encoding="utf-8")
-    command = [_chromium(), *_CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--dump-dom"]
-    try:
-        done = subprocess.run(
-            [*command, probe.as_uri()],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-    finally:
-        probe.unlink()
-    assert done.returncode == 0, done.stderr[-2000:]
-    found = re.search(r'<pre id="probe">(.*?)</pre>', done.stdout, re.S)
-    assert found, done.stdout[-2000:]
-    result: dict[str, Any] = json.loads(html.unescape(found.group(1)))
-    return result
+    return browser.probe(page, _PROBE, profile, what="the site renders", flags=browser.OFFLINE)
 
 
 def test_the_index_and_a_guide_render_in_headless_chromium(site: Site, tmp_path: Path) -> None:

@@ -539,6 +539,54 @@ def test_a_user_task_evaluates_the_average_after_update_bn_as_torch_does() -> No
     assert alone.status == "ok" and alone.final != pytest.approx(result.final, rel=1e-3)
 
 
+#: What poisoned_swa_task saw: each update's weights and the scheduler's rollbacks.
+_POISONED: dict[str, Any] = {}
+
+
+@lrkit.task(metric="loss", steps=30)
+def poisoned_swa_task(trial: lrkit.Trial) -> float:
+    """A linear fit whose update 20 blows up (inf loss): the guard rolls it back.
+    Returns the sum of the weights evaluated (the average's)."""
+    torch.manual_seed(0)
+    model = nn.Linear(3, 1)
+    opt = trial.optimizer(model.parameters())
+    sched = trial.scheduler(opt, model=model, snapshot_every=1)
+    x = torch.randn(32, 3)
+    y = x.sum(dim=1, keepdim=True)
+    after: list[torch.Tensor] = []
+    for step in range(trial.steps):
+        loss = F.mse_loss(model(x), y)
+        if step == 20:
+            loss = loss * math.inf
+        trial.log(step, loss=loss.item())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        after.append(torch.nn.utils.parameters_to_vector(model.parameters()).detach().clone())
+        sched.step()
+    _POISONED.update(after=after, rollbacks=list(sched.rollback_steps))
+    evaluated = trial.eval_model(model)
+    return float(torch.nn.utils.parameters_to_vector(evaluated.parameters()).detach().sum())
+
+
+def test_a_rollback_takes_the_average_back_with_the_weights() -> None:
+    # guard(swa(...)): update 20 (after the start, 15) is rolled back; the average must
+    # hold neither its NaN weights nor the updates the rollback undid.
+    config = RunConfig(
+        poisoned_swa_task, "sgd", "guard(swa(constant(), start=0.5), factor=0.5)", lr=0.05
+    )
+    result = execute(config)
+    seen = _POISONED
+    assert result.status == "rescued", result.reason
+    ((at, back_to),) = seen["rollbacks"]
+    assert at == 20 and back_to <= 20
+    kept = [w for t, w in enumerate(seen["after"]) if t >= 15 and not back_to <= t <= at]
+    assert not torch.isfinite(seen["after"][20]).all()  # the update the guard undid
+    want = torch.stack(kept).mean(dim=0)
+    assert result.final is not None and math.isfinite(result.final)
+    assert result.final == pytest.approx(float(want.sum()), rel=1e-5)
+
+
 def test_user_task_mistakes_are_error_runs_that_say_what_to_do() -> None:
     no_model = execute(RunConfig(bn_task_without_model, "sgd", "swa(cosine())", lr=0.1))
     assert no_model.status == "error"

@@ -138,7 +138,9 @@ class Averager:
     mean of the weights; buffers are not averaged, ``update_bn`` recomputes
     BatchNorm statistics) and, as a step post-hook of the optimizer, folds
     the model into it after each update whose step (the scheduler's, so a
-    resumed run goes on right) is ``start`` or later.
+    resumed run goes on right) is ``start`` or later. :func:`make_scheduler`
+    builds the ``AveragedModel``; under a guard its snapshots hold the average
+    too, so a rollback takes the average back with the weights.
 
     Attributes:
         model: The module trained.
@@ -147,14 +149,16 @@ class Averager:
         start: The first update averaged.
     """
 
-    def __init__(self, model: torch.nn.Module, start: int, scheduler: Scheduler) -> None:
-        from torch.optim.swa_utils import AveragedModel
-
+    def __init__(
+        self, model: torch.nn.Module, averaged: Any, start: int, scheduler: Scheduler
+    ) -> None:
         self.model = model
-        self.averaged = AveragedModel(model)
+        self.averaged = averaged
         self.start = start
         self._scheduler = scheduler
-        self._bn_done = -1  # n_averaged when update_bn last ran
+        # (n_averaged, step) when update_bn last ran: a guard's rollback can take the
+        # average back to an earlier count, so the count alone does not name it
+        self._bn_done: tuple[int, int] | None = None
 
     @property
     def n_averaged(self) -> int:
@@ -182,7 +186,8 @@ class Averager:
         if n == 0:
             return self.model
         module: torch.nn.Module = self.averaged.module
-        if self._bn_done != n:
+        done = (n, self._scheduler.last_epoch)
+        if self._bn_done != done:
             norms = torch.nn.modules.batchnorm._BatchNorm
             if loader is None and any(isinstance(m, norms) for m in module.modules()):
                 raise ValueError(
@@ -191,7 +196,7 @@ class Averager:
                     "trial.eval_model(model, loader) (batches whose first item is the input)"
                 )
             update_bn(() if loader is None else loader, self.averaged)
-            self._bn_done = n
+            self._bn_done = done
         module.train(self.model.training)
         return module
 
@@ -222,14 +227,24 @@ def make_scheduler(
             f"torch module trained, got model={model!r}, and evaluate "
             "trial.eval_model(model)"
         )
+    averaged = None
+    rolled_back = model
+    if start is not None:
+        from torch.optim.swa_utils import AveragedModel
+
+        averaged = AveragedModel(model)
+        if guarded:
+            # A rollback restores the average with the weights: the updates it undoes
+            # leave the average too, and a diverged update's NaN never stays in it.
+            rolled_back = torch.nn.ModuleList([model, averaged])
     with warnings.catch_warnings():
         # The trial built the optimizer at the run's lr: the schedule is the truth here.
         warnings.filterwarnings("ignore", message="Scheduler: the schedule's lr is")
         scheduler = TrialScheduler(
-            optimizer, trial.schedule, model=model if guarded else None, **kwargs
+            optimizer, trial.schedule, model=rolled_back if guarded else None, **kwargs
         )
     if start is not None:
-        averager = Averager(model, start, scheduler)
+        averager = Averager(model, averaged, start, scheduler)
         optimizer.register_step_post_hook(averager.post)
         trial._averager = averager
     return scheduler

@@ -17,7 +17,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
@@ -47,7 +46,6 @@ def _hook(name: str) -> ModuleType:
 class Site:
     path: Path
     log: str
-    seconds: float
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +53,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
     out = tmp_path_factory.mktemp("site")
     mkdocs = Path(sys.executable).with_name("mkdocs")
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1", "MPLBACKEND": "Agg"}
-    start = time.perf_counter()
     done = subprocess.run(
         [str(mkdocs), "build", "--strict", "--site-dir", str(out)],
         cwd=ROOT,
@@ -65,10 +62,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
         timeout=600,
         check=False,
     )
-    seconds = time.perf_counter() - start
     log = done.stdout + done.stderr
     assert done.returncode == 0, log[-5000:]
-    return Site(out, log, seconds)
+    return Site(out, log)
 
 
 def _pages(site: Site) -> list[Path]:
@@ -415,8 +411,3 @@ def test_the_index_and_a_guide_render_in_headless_chromium(site: Site, tmp_path:
     drawn = [image for image in gallery["images"] if image["src"].startswith("gallery/")]
     assert len(drawn) == len(list((site.path / "gallery").glob("*.png")))
     assert all(image["w"] >= 400 for image in drawn), drawn  # each PNG decoded
-
-
-def test_the_build_is_fast_enough(site: Site) -> None:
-    # 2 CPU cores, shared: the whole build with its examples takes about a minute
-    assert site.seconds < 240, f"mkdocs build took {site.seconds:.0f} s"

@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 import lrkit
+from lrkit.bench.tasks import get_task
 from lrkit.cli import MAX_STEPS, app
 
 WARMUP_COSINE = "warmup(cosine(lr=3e-4, steps=10000, min_lr=3e-5), steps=500)"
@@ -522,6 +523,30 @@ def test_report_rerenders_its_own_store_in_place(
     monkeypatch.chdir(tmp_path / "elsewhere")
     result = invoke("report", "../lrkit-report/runs.sqlite")
     assert result.exit_code == 0, result.output
+
+
+def test_report_ranks_each_step_budget_of_a_task_apart(tmp_path: Path) -> None:
+    store = _quick_compare(tmp_path / "a")  # --budget 0.2
+    again = invoke("compare", *QUICK, "--seeds", "1", "--budget", "0.4", "--store", str(store))
+    assert again.exit_code == 0, again.output
+    result = invoke("report", str(store), "--out", str(tmp_path / "both"))
+    assert result.exit_code == 0, result.output
+    steps = (get_task("quadratic").budget(0.2), get_task("quadratic").budget(0.4))
+    names = [f"quadratic@{n}" for n in steps]
+    assert f"ran at 2 step budgets ({steps[0]}, {steps[1]}): ranked apart" in result.output
+    doc = json.loads((tmp_path / "both" / "results.json").read_text())
+    assert list(doc["summary"]) == names
+    for name, n in zip(names, steps, strict=True):
+        rows = doc["summary"][name]
+        assert len(rows) == 2 and all(row["seeds"] == 1 and row["steps"] == n for row in rows)
+    html = (tmp_path / "both" / "report.html").read_text()
+    assert all(name in html for name in names)
+    # One budget only: the task keeps its name.
+    alone = invoke("report", str(_quick_compare(tmp_path / "b")), "--out", str(tmp_path / "b"))
+    assert alone.exit_code == 0, alone.output
+    assert list(json.loads((tmp_path / "b" / "results.json").read_text())["summary"]) == [
+        "quadratic"
+    ]
 
 
 # -- lrkit find-lr ----------------------------------------------------------------

@@ -1081,11 +1081,14 @@ def report_cmd(
     Every run in STORE is read (nothing is run); the per-task summary is
     printed as by [bold]lrkit compare[/bold]. The report goes next to the
     store unless [bold]--out[/bold] says otherwise; a report that another
-    store made is never overwritten without [bold]--force[/bold].
+    store made is never overwritten without [bold]--force[/bold]. A task
+    whose runs trained for several step budgets (compares with other
+    [bold]--budget[/bold] values into one store) is ranked per budget, as
+    TASK@STEPS.
     """
     import sys
 
-    from lrkit.bench.grid import summarize
+    from lrkit.bench.grid import split_budgets, summarize
     from lrkit.bench.store import RunStore, StoreError
 
     if not store.is_file():
@@ -1106,6 +1109,13 @@ def report_cmd(
         raise _fail(str(err)) from None
     if not results:
         raise _fail(f"store {str(store)!r} holds no runs")
+    results, split = split_budgets(results)
+    for task, budgets in split.items():
+        typer.echo(
+            f"task {task!r} ran at {len(budgets)} step budgets "
+            f"({', '.join(map(str, budgets))}): ranked apart, as "
+            + ", ".join(f"{task}@{steps}" for steps in budgets)
+        )
     summary = summarize(results)
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
     _print_summary(console, summary)

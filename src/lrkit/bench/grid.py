@@ -69,6 +69,7 @@ __all__ = [
     "parse_lrs",
     "pinned_lr",
     "pinned_specs",
+    "split_budgets",
     "split_names",
     "summarize",
     "task_items",
@@ -672,6 +673,35 @@ def _state_size(best: list[RunResult], others: list[RunResult]) -> tuple[float |
     copies = statistics.median(r.state_copies for r in measured if r.state_copies is not None)
     sizes = [r.state_bytes for r in measured if r.state_bytes is not None]
     return copies, (round(statistics.median(sizes)) if sizes else None)
+
+
+def split_budgets(results: Iterable[RunResult]) -> tuple[list[RunResult], dict[str, list[int]]]:
+    """One task per step budget: a task whose runs trained for several budgets is split.
+
+    A store can hold a task's runs at several budgets (compares with other
+    ``--budget`` values into one ``--store``). Ranked together, a 150-step
+    and a 300-step run of the same setting would count as two seeds of one.
+    Each such task's runs are renamed ``task@steps`` (``digits@150``,
+    ``digits@300``), so the tables, plots and exports keep them apart; a task
+    with one budget keeps its name.
+
+    Returns:
+        The runs (renamed copies where split) and ``{task: [budgets]}`` of the
+        tasks split.
+    """
+    results = list(results)
+    budgets: dict[str, set[int]] = {}
+    for result in results:
+        if result.config:
+            budgets.setdefault(result.task, set()).add(result.steps)
+    split = {task: sorted(steps) for task, steps in budgets.items() if len(steps) > 1}
+    if not split:
+        return results, {}
+    renamed = [
+        replace(r, task=f"{r.task}@{r.steps}") if r.config and r.task in split else r
+        for r in results
+    ]
+    return renamed, split
 
 
 def summarize(results: Iterable[RunResult]) -> dict[str, list[SettingSummary]]:

@@ -155,6 +155,26 @@ def test_the_same_seed_gives_the_same_numbers_on_ray_as_inline_and_a_rerun_skips
     assert [numbers(r) for r in again.runs] == [numbers(r) for r in on_ray.runs]
 
 
+def test_sam_and_swa_give_the_same_numbers_on_ray_as_inline(
+    tmp_path: Path, ray_cluster: None
+) -> None:
+    # SAM's optimizer comes from pytorch-optimizer, imported inside Ray's workers;
+    # SWA keeps torch's AveragedModel: both must run there as they do inline.
+    sam_swa = {
+        **GRID,
+        "optimizers": ["sam(sgd)", "sam(adam, rho=0.1)"],
+        "schedules": ["swa(cosine(), start=0.5)"],
+        "seeds": 1,
+    }
+    on_ray = lrkit.compare(
+        **sam_swa, executor="ray", workers=2, out=None, store=tmp_path / "r.sqlite"
+    )
+    assert on_ray.runner.ran == 2 and not on_ray.errors
+    assert all(r.status == "ok" for r in on_ray.runs), [r.reason for r in on_ray.runs]
+    inline = lrkit.compare(**sam_swa, workers=0, out=None, store=tmp_path / "i.sqlite")
+    assert [numbers(r) for r in on_ray.runs] == [numbers(r) for r in inline.runs]
+
+
 # --------------------------------------------------------------------------
 # User task files travel with the job
 # --------------------------------------------------------------------------

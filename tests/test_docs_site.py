@@ -48,20 +48,23 @@ class Site:
     log: str
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
-    out = tmp_path_factory.mktemp("site")
-    mkdocs = Path(sys.executable).with_name("mkdocs")
-    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1", "MPLBACKEND": "Agg"}
-    done = subprocess.run(
-        [str(mkdocs), "build", "--strict", "--site-dir", str(out)],
-        cwd=ROOT,
-        env=env,
+def mkdocs_build(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``mkdocs build --strict`` in ``folder``, as ``make docs`` runs it."""
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("mkdocs")), "build", "--strict", *args],
+        cwd=folder,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1", "MPLBACKEND": "Agg"},
         capture_output=True,
         text=True,
         timeout=600,
         check=False,
     )
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
+    out = tmp_path_factory.mktemp("site")
+    done = mkdocs_build(ROOT, "--site-dir", str(out))
     log = done.stdout + done.stderr
     assert done.returncode == 0, log[-5000:]
     return Site(out, log)
@@ -146,28 +149,12 @@ def test_a_real_build_aborts_on_a_misprinting_example(tmp_path: Path) -> None:
     (tmp_path / "docs" / "index.md").write_text(page, encoding="utf-8")
     hook = HOOKS / "run_examples.py"
     (tmp_path / "mkdocs.yml").write_text(f"site_name: t\nhooks:\n  - {hook}\n", encoding="utf-8")
-    done = subprocess.run(
-        [str(Path(sys.executable).with_name("mkdocs")), "build", "--strict"],
-        cwd=tmp_path,
-        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = mkdocs_build(tmp_path)
     assert done.returncode == 1
     assert "index.md, the example at line 4 printed something else" in done.stderr
     assert "-3\n+2" in done.stderr
     (tmp_path / "docs" / "index.md").write_text(page.replace("\n3\n", "\n2\n"), encoding="utf-8")
-    again = subprocess.run(
-        [str(Path(sys.executable).with_name("mkdocs")), "build", "--strict"],
-        cwd=tmp_path,
-        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    again = mkdocs_build(tmp_path)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "run_examples: 1 pages of examples ran" in again.stderr
 

@@ -13,6 +13,7 @@ import itertools
 import json
 import math
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -437,6 +438,12 @@ def test_adaptive_on_a_real_mlp_is_sklearns_adaptive() -> None:
     np.testing.assert_allclose(result.train_loss, theirs.loss_curve_, rtol=1e-9)
     for a, b in zip(ours.coefs_, theirs.coefs_, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    # Validation data to watch changes nothing: sklearn's rule watches the training loss.
+    watched = mlp(learning_rate_init=0.3)
+    again = lrkit.sklearn.adaptive(0.3, tol=0.02, n_iter_no_change=2)
+    seen = lrkit.sklearn.fit(watched, x, y, again, epochs=20, X_val=x[:50], y_val=y[:50])
+    np.testing.assert_allclose(seen.lrs, their_lrs, rtol=1e-12, atol=0)
+    assert seen.val_loss is not None and len(seen.val_loss) == 20
 
 
 # --------------------------------------------------------------------------
@@ -501,15 +508,82 @@ def test_a_step_at_lr_zero_changes_nothing() -> None:
     assert np.all(np.abs(est.coef_) < 1e-300)  # sklearn needs eta0 > 0: the tiniest float
 
 
+def test_a_multilabel_mlp_and_a_fitted_classifier_missing_a_label() -> None:
+    x, y = iris()
+    labels = np.c_[y == 0, y == 1, x[:, 0] > 0].astype(int)  # one 0/1 column per label
+    multi = mlp()
+    lrkit.sklearn.fit(multi, x, labels, "constant(lr=0.05)", epochs=2)
+    assert list(multi.classes_) == [0, 1, 2] and multi.predict(x).shape == (150, 3)
+    # Fitted on all three classes, then trained on two: partial_fit keeps its classes.
+    for est in (SGDClassifier(learning_rate="constant", random_state=0), mlp()):
+        est.fit(x, y)
+        lrkit.sklearn.fit(est, x[y < 2], y[y < 2], "constant(lr=0.01)", epochs=1)
+        assert list(est.classes_) == [0, 1, 2]
+
+
+def test_a_dataframe_keeps_its_column_names() -> None:
+    import pandas as pd
+
+    x, y = iris()
+    frame = pd.DataFrame(x, columns=["a", "b", "c", "d"])
+    est = SGDClassifier(learning_rate="constant", shuffle=False, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "X has feature names, but ... fitted without"
+        lrkit.sklearn.fit(
+            est, frame, pd.Series(y), "cosine(lr=0.1)", epochs=2, batch_size=40, seed=0,
+            X_val=frame[:30], y_val=y[:30],
+        )  # fmt: skip
+        est.predict(frame)
+    assert list(est.feature_names_in_) == ["a", "b", "c", "d"]
+    plain = SGDClassifier(learning_rate="constant", shuffle=False, random_state=0)
+    lrkit.sklearn.fit(plain, x, y, "cosine(lr=0.1)", epochs=2, batch_size=40, seed=0)
+    np.testing.assert_array_equal(est.coef_, plain.coef_)  # the same rows in the same order
+
+
+def test_fit_gives_the_estimators_hyperparameters_back() -> None:
+    from sklearn.base import clone
+
+    x, y = iris()
+    for est, name in ((SGDClassifier(learning_rate="constant", eta0=0.1), "eta0"),
+                      (mlp(learning_rate_init=0.1), "learning_rate_init")):  # fmt: skip
+        lrkit.sklearn.fit(est, x, y, "cosine(lr=0.5)", epochs=3)
+        assert getattr(est, name) == 0.1 and getattr(clone(est), name) == 0.1
+
+
+def test_numpy_integers_are_integers_and_bad_shapes_are_named() -> None:
+    x, y = iris()
+    est = SGDClassifier(learning_rate="constant", random_state=0)
+    result = lrkit.sklearn.fit(
+        est, x, y, "cosine(lr=0.1)", epochs=np.int64(2), batch_size=np.int32(50)
+    )
+    assert result.steps == 6
+    with pytest.raises(
+        ValueError, match=r"X_val and y_val must have the same number .* got 6 and 5"
+    ):
+        lrkit.sklearn.fit(est, x, y, "constant(lr=0.1)", epochs=1, X_val=x[:6], y_val=y[:5])
+    with pytest.raises(ValueError, match=r"y must hold one target .* got shape \(\)"):
+        lrkit.sklearn.fit(est, x, 5, "constant(lr=0.1)", epochs=1)
+
+
 @pytest.mark.parametrize(
     ("estimator", "error", "message"),
     [
         (LogisticRegression(), TypeError, "estimator must be one of SGDClassifier"),
         (SGDClassifier(), ValueError, r"learning_rate='optimal'\) changes its own lr.*"
-         r"learning_rate='constant'.*lrkit.sklearn.optimal\(alpha\)"),
-        (SGDRegressor(learning_rate="invscaling"), ValueError, r"lrkit.sklearn.invscaling"),
+         r"learning_rate='constant'.*lrkit.sklearn.optimal\(0.0001, batch_size=B\) "
+         r"with fit\(..., batch_size=B\)"),
+        (SGDRegressor(learning_rate="invscaling"), ValueError,
+         r"lrkit.sklearn.invscaling\(0.01, 0.25, batch_size=B\) with fit\(..., batch_size=B\)"),
+        # the SGD estimators cut when the count reaches n_iter_no_change: one less here
+        (SGDRegressor(learning_rate="adaptive"), ValueError,
+         r"lrkit.sklearn.adaptive\(0.01, tol=0.001, n_iter_no_change=4\) with fit\(..., "
+         r"batch_size=None\)"),
         (MLPClassifier(solver="sgd", learning_rate="adaptive"), ValueError,
-         r"learning_rate='constant'.*lrkit.sklearn.adaptive\(lr\)"),
+         r"learning_rate='constant'.*lrkit.sklearn.adaptive\(0.001, tol=0.0001, "
+         r"n_iter_no_change=10\) with fit\(..., batch_size=None\)"),
+        (MLPRegressor(solver="sgd", learning_rate="invscaling"), ValueError,
+         r"lrkit.sklearn.invscaling\(0.001, 0.5, batch_size=n_samples\) with fit\(..., "
+         r"batch_size=None\)"),
         (MLPClassifier(solver="lbfgs"), ValueError, "solver='lbfgs'.*no partial_fit"),
         (SGDClassifier(learning_rate="constant", early_stopping=True), ValueError,
          "pass X_val and y_val"),

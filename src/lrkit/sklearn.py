@@ -204,6 +204,35 @@ def _estimator_kind(estimator: Any) -> tuple[str, bool]:
     )
 
 
+def _own_rule_hint(kind: str, rule: str, params: dict[str, Any]) -> str | None:
+    """sklearn's ``learning_rate=rule`` of this estimator as the lrkit value that equals it."""
+    if kind == "sgd":
+        eta0, power_t, patience = (
+            params.get("eta0"),
+            params.get("power_t"),
+            params.get("n_iter_no_change"),
+        )
+        hints = {
+            "invscaling": f"lrkit.sklearn.invscaling({eta0}, {power_t}, batch_size=B) "
+            "with fit(..., batch_size=B)",
+            "optimal": f"lrkit.sklearn.optimal({params.get('alpha')}, batch_size=B) "
+            "with fit(..., batch_size=B)",
+            # the SGD estimators cut when the count reaches n_iter_no_change, MLPs past it
+            "adaptive": f"lrkit.sklearn.adaptive({eta0}, tol={params.get('tol')}, "
+            f"n_iter_no_change={patience - 1 if isinstance(patience, int) else patience}) "
+            "with fit(..., batch_size=None)",
+        }
+    else:  # an MLP with solver="sgd" changes its lr once an epoch
+        lr, power_t = params.get("learning_rate_init"), params.get("power_t")
+        hints = {
+            "invscaling": f"lrkit.sklearn.invscaling({lr}, {power_t}, batch_size=n_samples) "
+            "with fit(..., batch_size=None)",
+            "adaptive": f"lrkit.sklearn.adaptive({lr}, tol={params.get('tol')}, "
+            f"n_iter_no_change={params.get('n_iter_no_change')}) with fit(..., batch_size=None)",
+        }
+    return hints.get(rule)
+
+
 def check_estimator(estimator: Any) -> tuple[str, bool]:
     """Check that ``estimator`` can follow an lrkit schedule; ``(kind, is_classifier)``.
 
@@ -229,11 +258,7 @@ def check_estimator(estimator: Any) -> tuple[str, bool]:
         )
     own = params.get("learning_rate")
     if own != "constant" and (kind == "sgd" or params.get("solver") == "sgd"):
-        hint = {
-            "invscaling": "lrkit.sklearn.invscaling(eta0, power_t)",
-            "optimal": "lrkit.sklearn.optimal(alpha)",
-            "adaptive": "lrkit.sklearn.adaptive(lr)",
-        }.get(str(own))
+        hint = _own_rule_hint(kind, str(own), params)
         also = f"; sklearn's own rule as an lrkit schedule is {hint}" if hint else ""
         raise ValueError(
             f"lrkit.sklearn.fit: {name}(learning_rate={own!r}) changes its own lr and would fight "
@@ -356,22 +381,29 @@ def fit(
     estimator's own ``shuffle`` and ``random_state`` apply); with ``seed``,
     the samples are reshuffled every epoch by ``numpy.random.default_rng(seed)``.
     Classifiers get ``classes=np.unique(y)`` (``partial_fit`` needs all
-    classes on the first call). The estimator is trained in place and goes
-    on from its state: an estimator fitted before continues from its
-    weights (the schedule still starts at its step 0); pass a fresh one
-    (``sklearn.base.clone``) to start over.
+    classes on the first call; a multilabel indicator ``y`` has one class per
+    column; a classifier fitted before keeps its ``classes_``). The
+    estimator is trained in place and goes on from its state: an estimator
+    fitted before continues from its weights (the schedule still starts at
+    its step 0); pass a fresh one (``sklearn.base.clone``) to start over.
+    Its hyperparameters are as before afterwards: the lr is set through
+    ``eta0`` / ``learning_rate_init`` while it trains and given back at the
+    end. A pandas DataFrame is passed on as it is, so the estimator keeps its
+    column names (``feature_names_in_``).
 
     A controller observes one value at the end of each epoch, at the step
-    the next epoch starts from: a ``plateau`` with ``mode="min"`` (and
-    ``adaptive``) the validation loss with ``X_val``, else the training loss;
-    a ``plateau`` with ``mode="max"`` the validation score with ``X_val``,
-    else the score on the training data.
+    the next epoch starts from: a ``plateau`` with ``mode="min"`` the
+    validation loss with ``X_val``, else the training loss; a ``plateau``
+    with ``mode="max"`` the validation score with ``X_val``, else the score
+    on the training data. ``adaptive`` (sklearn's rule) watches the training
+    loss, as sklearn does, validation data or not; with ``early_stopping``
+    the validation score.
 
     Args:
         estimator: an ``SGDClassifier``, ``SGDRegressor``, ``MLPClassifier``
             or ``MLPRegressor`` (see :func:`check_estimator` for the
             settings it needs).
-        X: training features (an array or a scipy sparse matrix).
+        X: training features (an array, a scipy sparse matrix or a pandas DataFrame).
         y: training targets.
         schedule: an lrkit schedule, a spec string (a missing ``steps`` is
             filled with the run's total steps), or a ``plateau``/``adaptive``
@@ -408,9 +440,10 @@ def fit(
         True
     """
     kind, classifier = check_estimator(estimator)
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+    if not _is_int(epochs) or epochs < 1:
         raise ValueError(f"lrkit.sklearn.fit: epochs must be an integer >= 1, got {epochs!r}")
-    X, y = _data(X), np.asarray(y)
+    epochs = int(epochs)
+    X, y = _data(X), _targets(y)
     n = X.shape[0]
     if n < 1 or y.shape[0] != n:
         raise ValueError(
@@ -419,7 +452,7 @@ def fit(
         )
     if batch_size is None:
         size = n
-    elif isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    elif not _is_int(batch_size) or batch_size < 1:
         raise ValueError(
             f"lrkit.sklearn.fit: batch_size must be None or an integer in [1, {n}], "
             f"got {batch_size!r}"
@@ -430,17 +463,22 @@ def fit(
             f"got {batch_size}"
         )
     else:
-        size = batch_size
+        size = int(batch_size)
     if (X_val is None) != (y_val is None):
         raise ValueError("lrkit.sklearn.fit: give both X_val and y_val, or neither")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+    validate = X_val is not None
+    if validate:
+        X_val, y_val = _data(X_val, "X_val"), _targets(y_val, "y_val")
+        if X_val.shape[0] < 1 or y_val.shape[0] != X_val.shape[0]:
+            raise ValueError(
+                "lrkit.sklearn.fit: X_val and y_val must have the same number (>= 1) of "
+                f"samples, got {X_val.shape[0]} and {y_val.shape[0]}"
+            )
+    if seed is not None and (not _is_int(seed) or seed < 0):
         raise ValueError(f"lrkit.sklearn.fit: seed must be None or an integer >= 0, got {seed!r}")
     per_epoch = math.ceil(n / size)
     schedule = _as_schedule(schedule, epochs * per_epoch)
-    classes = np.unique(y) if classifier else None
-    validate = X_val is not None
-    if validate:
-        X_val, y_val = _data(X_val), np.asarray(y_val)
+    classes = _classes(estimator, y) if classifier else None
     rng = np.random.default_rng(seed) if seed is not None else None
     val_loss: list[float] = []
     val_score: list[float] = []
@@ -451,6 +489,48 @@ def fit(
         val_loss=val_loss if validate else None,
         val_score=val_score if validate else None,
     )
+    # The lr is set through eta0 / learning_rate_init while training; the estimator's
+    # hyperparameters are given back afterwards (clone, get_params, a later fit see them).
+    lr_param = "eta0" if kind == "sgd" else "learning_rate_init"
+    own_lr = getattr(estimator, lr_param)
+    try:
+        _train(
+            estimator,
+            kind,
+            classifier,
+            X,
+            y,
+            schedule,
+            epochs,
+            size,
+            classes,
+            rng,
+            X_val,
+            y_val,
+            result,
+        )
+    finally:
+        setattr(estimator, lr_param, own_lr)
+    return result
+
+
+def _train(
+    estimator: Any,
+    kind: str,
+    classifier: bool,
+    X: Any,
+    y: Any,
+    schedule: Any,
+    epochs: int,
+    size: int,
+    classes: Any,
+    rng: Any,
+    X_val: Any,
+    y_val: Any,
+    result: FitResult,
+) -> None:
+    """:func:`fit`'s loop over epochs and steps, filling ``result``."""
+    n = X.shape[0]
     step = 0
     for _ in range(epochs):
         order = rng.permutation(n) if rng is not None else None
@@ -459,7 +539,7 @@ def fit(
             index: Any = (
                 slice(start, start + size) if order is None else order[start : start + size]
             )
-            xb, yb = X[index], y[index]
+            xb, yb = _rows(X, index), y[index]
             lr = lr_at(schedule, step)
             set_lr(estimator, lr, kind)
             if classifier:
@@ -472,12 +552,11 @@ def fit(
             step += 1
         train_loss = running / n if kind == "mlp" else loss_of(estimator, X, y, classifier)
         result.train_loss.append(train_loss)
-        if validate:
-            val_loss.append(loss_of(estimator, X_val, y_val, classifier))
-            val_score.append(float(estimator.score(X_val, y_val)))
+        if result.val_loss is not None and result.val_score is not None:
+            result.val_loss.append(loss_of(estimator, X_val, y_val, classifier))
+            result.val_score.append(float(estimator.score(X_val, y_val)))
         if isinstance(schedule, Plateau | Adaptive):
             schedule.observe(_observed(schedule, result, estimator, X, y), step)
-    return result
 
 
 def _observed(schedule: Any, result: FitResult, estimator: Any, X: Any, y: Any) -> float:
@@ -487,18 +566,60 @@ def _observed(schedule: Any, result: FitResult, estimator: Any, X: Any, y: Any) 
         if result.val_score is not None:
             return result.val_score[-1]
         return float(estimator.score(X, y))
+    if isinstance(schedule, SklearnAdaptive):
+        # sklearn's adaptive rule without early_stopping watches the training loss,
+        # whether or not there is validation data to report
+        return result.train_loss[-1]
     if result.val_loss is not None:
         return result.val_loss[-1]
     return result.train_loss[-1]
 
 
-def _data(X: Any) -> Any:
-    """Features as a 2-D numpy array, or a CSR matrix when sparse."""
+def _data(X: Any, name: str = "X") -> Any:
+    """Features as a 2-D numpy array, a CSR matrix when sparse, or the pandas DataFrame
+    itself (its column names reach the estimator: ``feature_names_in_``)."""
     if hasattr(X, "tocsr"):
         return X.tocsr()
+    if hasattr(X, "iloc") and getattr(X, "ndim", 0) == 2:
+        return X
     array = np.asarray(X)
     if array.ndim != 2:
         raise ValueError(
-            f"lrkit.sklearn.fit: X must be 2-D (samples x features), got shape {array.shape}"
+            f"lrkit.sklearn.fit: {name} must be 2-D (samples x features), got shape {array.shape}"
         )
     return array
+
+
+def _targets(y: Any, name: str = "y") -> np.ndarray:
+    """Targets as a numpy array of one value (or one row, multi-output) per sample."""
+    array = np.asarray(y)
+    if array.ndim not in (1, 2):
+        raise ValueError(
+            f"lrkit.sklearn.fit: {name} must hold one target (or one row of targets) per "
+            f"sample, got shape {array.shape}"
+        )
+    return array
+
+
+def _rows(X: Any, index: Any) -> Any:
+    """The samples ``index`` (a slice or positions) of an array, sparse matrix or DataFrame."""
+    return X.iloc[index] if hasattr(X, "iloc") else X[index]
+
+
+def _classes(estimator: Any, y: np.ndarray) -> np.ndarray:
+    """The ``classes`` a classifier's ``partial_fit`` takes.
+
+    An estimator fitted before keeps its own (``partial_fit`` refuses others,
+    and ``y`` may lack some); a multilabel indicator ``y`` (an MLP's) has one
+    class per column; otherwise the labels in ``y``.
+    """
+    if hasattr(estimator, "classes_"):
+        return np.asarray(estimator.classes_)
+    if y.ndim == 2:
+        return np.arange(y.shape[1])
+    return np.unique(y)
+
+
+def _is_int(value: Any) -> bool:
+    """An integer (numpy's too), not a bool."""
+    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)

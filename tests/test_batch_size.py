@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -265,6 +266,27 @@ def test_compare_cli_batch_sizes_column_plot_and_errors(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "has no batches" in result.output
 
 
+def test_one_batch_size_given_is_named_in_the_table_the_advice_and_the_report(
+    tmp_path: Path,
+) -> None:
+    # The command tune prints to confirm its best trial has one --batch-sizes value.
+    out = tmp_path / "one"
+    result = _invoke(
+        "compare", "--tasks", "quadratic", "--optimizers", "sgd", "--schedules", "constant()",
+        "--lrs", "0.01,0.1", "--batch-sizes", "4", "--seeds", "1", "--workers", "0",
+        "--out", str(out),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    header = next(line for line in result.output.splitlines() if "optimizer" in line)
+    assert "batch" in header
+    assert re.search(r"→ pick sgd \+ constant\(\) at lr [0-9.]+, batch 4", result.output)
+    html = (out / "report.html").read_text()
+    assert "batch 4" in html
+    assert not (out / "batch_lr_quadratic.png").exists()  # one point draws no line
+    (row,) = json.loads((out / "results.json").read_text())["summary"]["quadratic"]
+    assert row["batch_given"] is True and row["batch_size"] == 4
+
+
 def test_tune_searches_the_batch_size_and_its_command_confirms_it(tmp_path: Path) -> None:
     task_file = tmp_path / "tasks.py"
     task_file.write_text(
@@ -299,6 +321,13 @@ def test_tune_searches_the_batch_size_and_its_command_confirms_it(tmp_path: Path
     assert best["batch_size"] in (2, 128)
     assert f"--batch-sizes {best['batch_size']}" in best["command"]
     assert f"--batch-sizes {best['batch_size']}" in result.output
+    # Every trial's line, the report's trials table and its best line name the batch.
+    trial_lines = [line for line in result.output.splitlines() if line.startswith("[")]
+    assert len(trial_lines) == 6, result.output
+    assert all(re.search(r"lr=\S+ batch (2|128)\b", line) for line in trial_lines), trial_lines
+    html = (out / "report.html").read_text()
+    assert "<th>batch</th>" in html and "batch sizes 2, 128;" in html
+    assert f"</code>, batch {best['batch_size']}</p>" in html
     with RunStore(out / "runs.sqlite") as store:  # each trial ran at the batch size it drew
         batches = {r.key: r.config["batch_size"] for r in store.results()}
     assert {batches[t["user_attrs"]["run_key"]] for t in data["trials"]} == sizes

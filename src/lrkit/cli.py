@@ -362,6 +362,8 @@ NARROW = 100
 
 def _summary_table(title: str, rows: list, shown: dict[str, str], narrow: bool) -> Table:
     """One task's table; ``shown`` maps each schedule spec to what its cell shows."""
+    from lrkit.bench.grid import names_batch
+
     table = Table(
         title=title,
         title_justify="left",
@@ -374,8 +376,8 @@ def _summary_table(title: str, rows: list, shown: dict[str, str], narrow: bool) 
     # never cut (a spec too long for the terminal shows as a label, see _print_summary).
     # The optimizer state's size (copies of the weights) shows when the runs measured it.
     state = any(row.state_copies is not None for row in rows)
-    # The batch size shows when the grid ran several (--batch-sizes).
-    batches = len({row.batch_size for row in rows}) > 1
+    # The batch size shows when the grid set it (--batch-sizes).
+    batches = names_batch(rows)
     # What a setting costs: seconds per run at its best lr (a SAM step is two passes),
     # and its steps where they differ (the same for all: the title says it).
     timed = any(row.wall_time is not None for row in rows)

@@ -47,7 +47,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lrkit.bench.grid import SettingSummary
+from lrkit.bench.grid import SettingSummary, names_batch
 
 __all__ = [
     "MAX_SPACING",
@@ -227,7 +227,7 @@ def advise(task: str, rows: Sequence[SettingSummary]) -> Advice:
         nothing = "nothing to pick: no setting finished a run (every run diverged or failed)"
         return Advice(task, nothing, nothing, "none")
     best = finished[0]
-    batches = len({row.batch_size for row in rows}) > 1  # --batch-sizes: name the batch
+    batches = names_batch(rows)  # --batch-sizes: name the batch
     winner = _pick(best, batches)
     ties = tuple(_pick(row, batches) for row in finished[1:] if within_noise(best, row))
     what = "multiplier" if winner.lr_free else "lr"

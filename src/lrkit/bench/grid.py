@@ -65,6 +65,7 @@ __all__ = [
     "expand_grid",
     "is_auto",
     "make_grid",
+    "names_batch",
     "parse_batch_sizes",
     "parse_lrs",
     "pinned_lr",
@@ -613,6 +614,8 @@ class SettingSummary:
         state_bytes: The optimizer state's bytes, taken the same way.
         batch_size: The batch size the runs trained at (the task's own when
             the grid set none; ``None`` when unknown, e.g. a user task).
+        batch_given: Whether the grid set the batch size (``--batch-sizes``):
+            tables and advice then name it, even when there is only one.
         steps: The optimizer steps each run of the best lr trained (its
             budget; a SAM step takes two forward-backward passes).
         wall_time: Mean seconds per run at the best lr (its finished runs,
@@ -642,6 +645,7 @@ class SettingSummary:
     batch_size: int | None = None
     steps: int | None = None
     wall_time: float | None = None
+    batch_given: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """Return the summary as JSON-ready data."""
@@ -649,6 +653,13 @@ class SettingSummary:
         if data["state_copies"] is not None and not math.isfinite(data["state_copies"]):
             data["state_copies"] = None
         return data
+
+
+def names_batch(rows: Iterable[SettingSummary]) -> bool:
+    """Whether a task's tables and advice name each setting's batch size: the grid ran
+    several, or set one with ``--batch-sizes`` (``--batch-sizes 128`` alone too)."""
+    rows = list(rows)
+    return len({row.batch_size for row in rows}) > 1 or any(row.batch_given for row in rows)
 
 
 def _schedule_run(result: RunResult) -> str:
@@ -761,6 +772,7 @@ def summarize(results: Iterable[RunResult]) -> dict[str, list[SettingSummary]]:
                 state_copies=state_copies,
                 state_bytes=state_bytes,
                 batch_size=batch,
+                batch_given=any(r.config.get("batch_size") is not None for r in all_runs),
                 steps=max(r.steps for r in runs),
                 wall_time=statistics.fmean(r.wall_time for r in timed),
             )

@@ -218,13 +218,17 @@ class Diagnosis:
         return [lr for lr, v in self.verdicts.items() if v == verdict]
 
 
-def _several_batches(results: Iterable[RunResult]) -> set[str]:
-    """The tasks whose runs trained at more than one batch size (``--batch-sizes``)."""
+def _named_batches(results: Iterable[RunResult]) -> set[str]:
+    """The tasks whose settings are named with their batch size: the runs trained at
+    more than one, or the grid set it (``--batch-sizes``, one size too)."""
     seen: dict[str, set[int | None]] = {}
+    given: set[str] = set()
     for r in results:
         if r.config:
             seen.setdefault(r.task, set()).add(_batch_of(r))
-    return {task for task, sizes in seen.items() if len(sizes) > 1}
+            if r.config.get("batch_size") is not None:
+                given.add(r.task)
+    return {task for task, sizes in seen.items() if len(sizes) > 1} | given
 
 
 def _label(schedule: str, batch: int | None, named: bool) -> str:
@@ -236,7 +240,7 @@ def _group(
     results: Iterable[RunResult],
 ) -> dict[tuple[str, str, str], dict[float, list[RunResult]]]:
     runs = list(results)
-    batched = _several_batches(runs)
+    batched = _named_batches(runs)
     groups: dict[tuple[str, str, str], dict[float, list[RunResult]]] = {}
     for r in runs:
         if not r.config:
@@ -812,7 +816,7 @@ def write_report(
     summary = summarize(runs)
     groups = _group(runs)
     diagnoses = diagnose(runs)
-    batched = _several_batches(runs)
+    batched = _named_batches(runs)
     e = html.escape
     parts = [
         "<!DOCTYPE html>",
@@ -871,7 +875,7 @@ def write_report(
             (f"schedules_{slug}.png", "lr schedules used"),
             (f"update_ratio_{slug}.png", "update-to-weight ratio of the best settings"),
         ]
-        if task in batched:
+        if len({r.batch_size for r in by_batch}) > 1:  # a line needs two batch sizes
             _plot_batch_sizes(task, by_batch, out / f"batch_lr_{slug}.png")
             plots.insert(1, (f"batch_lr_{slug}.png", "the best lr against the batch size"))
         for name, caption in plots:

@@ -306,8 +306,10 @@ def _outcome(trial: dict[str, Any]) -> str:
 
 def _label(trial: dict[str, Any]) -> str:
     p = trial["params"]
+    batch = f" batch {p['batch_size']}" if p.get("batch_size") is not None else ""
     return (
-        f"trial {trial['number']} {p.get('optimizer')} {p.get('schedule')} lr={p.get('lr', 0):.3g}"
+        f"trial {trial['number']} {p.get('optimizer')} {p.get('schedule')} "
+        f"lr={p.get('lr', 0):.3g}{batch}"
     )
 
 

@@ -296,10 +296,12 @@ def _table(trials: list[dict[str, Any]], mode: str, best: int | None) -> str:
         v = math.inf if value is None else (value if mode == "min" else -value)
         return (rank, v, t["number"])
 
+    batched = any(t["params"].get("batch_size") is not None for t in trials)  # --batch-sizes
     rows = [
         "<table><tr><th>trial</th><th>state</th><th class='l'>optimizer</th>"
-        "<th class='l'>schedule</th><th>lr</th><th>value</th><th>steps done</th>"
-        "<th class='l'>note</th></tr>"
+        "<th class='l'>schedule</th><th>lr</th>"
+        + ("<th>batch</th>" if batched else "")
+        + "<th>value</th><th>steps done</th><th class='l'>note</th></tr>"
     ]
     for t in sorted(trials, key=order):
         p, a = t["params"], t["user_attrs"]
@@ -313,7 +315,9 @@ def _table(trials: list[dict[str, Any]], mode: str, best: int | None) -> str:
             f"<tr{cls}><td>{t['number']}</td><td>{e(state)}</td>"
             f"<td class='l'>{e(str(p.get('optimizer', '—')))}</td>"
             f"<td class='l'><code>{e(str(p.get('schedule', '—')))}</code></td>"
-            f"<td>{_fmt(p.get('lr'))}</td><td>{_fmt(t['value'])}</td><td>{steps}</td>"
+            f"<td>{_fmt(p.get('lr'))}</td>"
+            + (f"<td>{_fmt(p.get('batch_size'))}</td>" if batched else "")
+            + f"<td>{_fmt(t['value'])}</td><td>{steps}</td>"
             f"<td class='l'>{e(str(note or ''))}</td></tr>"
         )
     rows.append("</table>")
@@ -354,7 +358,13 @@ def write_tune_report(results: TuneResults, space: dict[str, Any], out_dir: str 
         + ", ".join(f"{n} {e(s)}" for s, n in sorted(counts.items()))
         + f". lr log-uniform in [{space['lr_range'][0]:g}, {space['lr_range'][1]:g}]; "
         f"optimizers {e(', '.join(optimizers))}; schedules "
-        f"{e(', '.join(space['schedules']))}; {space['seeds']} seed(s) per trial; "
+        f"{e(', '.join(space['schedules']))}; "
+        + (
+            f"batch sizes {', '.join(map(str, space['batch_sizes']))}; "
+            if space.get("batch_sizes")
+            else ""
+        )
+        + f"{space['seeds']} seed(s) per trial; "
         f"budget x{space['budget']:g}. Final {e(metric)}, "
         f"{'lower' if mode == 'min' else 'higher'} is better.</p>",
     ]
@@ -365,7 +375,9 @@ def write_tune_report(results: TuneResults, space: dict[str, Any], out_dir: str 
     else:
         parts.append(
             f"<h2>Best: trial {best.trial}, {e(metric)} = {best.value:.4g}</h2>"
-            f"<p><code>{e(best.optimizer)}  {e(best.spec)}</code></p>"
+            f"<p><code>{e(best.optimizer)}  {e(best.spec)}</code>"
+            + (f", batch {best.batch_size}" if best.batch_size is not None else "")
+            + "</p>"
             f"<p>Confirm it: <code>{e(best.command)}</code></p>"
         )
     runs = {r.key: r for r in results.runs}

@@ -739,13 +739,25 @@ def test_tune_and_the_python_api_split_lists_outside_parentheses(tmp_path: Path)
         lrkit.compare("quadratic", schedules="cosine(", out=tmp_path / "c")
 
 
-def test_the_lr_finder_refuses_sam_and_names_its_base(tmp_path: Path) -> None:
+def test_the_lr_finder_refuses_sam_and_compare_auto_takes_its_bases_lrs(tmp_path: Path) -> None:
     done = CliRunner().invoke(app, ["find-lr", "--task", "quadratic", "--optimizer", "sam(sgd)"])
     assert done.exit_code == 2
     assert "'sam(sgd)' takes two gradients a step" in done.stderr
     assert "run it with --optimizer sgd" in done.stderr
-    with pytest.raises(GridError, match=r"run it on 'adam', whose lr sam\(adam\) steps at"):
-        lrkit.compare("quadratic", optimizers="sam(adam)", lrs="auto", out=tmp_path / "c")
+    # compare --lrs auto: sam(adam) runs the lrs centred on adam's range test (run once).
+    result = lrkit.compare(
+        "quadratic", optimizers="adam,sam(adam, rho=0.1)", schedules="constant()", lrs="auto",
+        seeds=1, budget=0.1, workers=0, out=tmp_path / "c",
+    )  # fmt: skip
+    assert "--lrs auto: sam(adam, rho=0.1) takes the lrs found for adam, whose step it takes" in (
+        result.notes
+    )
+    assert list(result.grid["finder"]) == ["quadratic/adam"]
+    lrs: dict[str, set[float]] = {}
+    for run in result.runs:
+        lrs.setdefault(run.config["optimizer"], set()).add(run.config["lr"])
+    assert lrs["adam"] == lrs["sam(adam, rho=0.1)"] and len(lrs["adam"]) > 1
+    assert not result.errors
 
 
 def test_an_optimizers_package_can_be_imported_ahead_of_its_run() -> None:

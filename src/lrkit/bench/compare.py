@@ -214,12 +214,32 @@ def _auto_grid(
         f"--lrs auto: {AUTO_POINTS} lrs {AUTO_SPACING:g} decades apart around the lr finder's "
         f"suggestion (suggestions kept in {str(cache.path)!r})"
     )
-    pairs = [(t, o) for t in grid.tasks for o in grid.optimizers]
+    # A sam(...) optimizer steps at its base optimizer's lr with two gradients a step;
+    # the range test takes one: its lrs are centred on the base optimizer's suggestion.
+    swept = {o: _swept_optimizer(o) for o in grid.optimizers}
+    for optimizer, base in swept.items():
+        if base != optimizer:
+            note(f"--lrs auto: {optimizer} takes the lrs found for {base}, whose step it takes")
+    pairs = list(dict.fromkeys((t, swept[o]) for t in grid.tasks for o in grid.optimizers))
     try:
-        pair_lrs = auto_lrs(pairs, cache, on_entry=show)
+        found_lrs = auto_lrs(pairs, cache, on_entry=show)
     except ValueError as err:
         raise GridError(str(err)) from None
+    pair_lrs = {
+        (t, o): found_lrs[(t, swept[o])]
+        for t in grid.tasks
+        for o in grid.optimizers
+        if (t, swept[o]) in found_lrs
+    }
     return with_pair_lrs(grid, pair_lrs), found
+
+
+def _swept_optimizer(name: str) -> str:
+    """The optimizer whose range test gives ``name``'s lrs: a ``sam(...)``'s base, else itself."""
+    from lrkit.bench.optimizers import get_optimizer
+
+    spec = get_optimizer(name)
+    return spec.base if spec.needs_closure and spec.base is not None else name
 
 
 def _g(value: float | None) -> str:

@@ -15,6 +15,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given
@@ -48,6 +49,13 @@ def test_scale_lr_applies_each_rule() -> None:
     assert lrkit.scale_lr(3e-4, 64, 64, rule="sqrt") == 3e-4
 
 
+def test_numpy_numbers_are_numbers() -> None:
+    assert lrkit.scale_lr(np.float32(0.25), np.int64(16), np.int32(64)) == 1.0
+    sizes = list(np.array([16, 64]))
+    grid = make_grid(tasks=["quadratic"], batch_sizes=sizes, lrs=[np.float32(0.5)])
+    assert grid.batch_sizes == (16, 64) and all(type(b) is int for b in grid.batch_sizes)
+
+
 @pytest.mark.parametrize(
     ("args", "kwargs", "message"),
     [
@@ -58,6 +66,7 @@ def test_scale_lr_applies_each_rule() -> None:
         ((0.1, 32, 64.0), {}, "to_batch must be an integer >= 1, got 64.0"),
         ((0.1, True, 64), {}, "from_batch must be an integer >= 1, got True"),
         ((0.1, 32, 64), {"rule": "Linear"}, "rule must be one of 'linear', 'sqrt', got 'Linear'"),
+        ((1e308, 1, 10), {}, r"1e\+308 scaled from batch 1 to 10 \(linear\) is inf, not a finite"),
     ],
 )
 def test_scale_lr_refuses_bad_input_naming_it(

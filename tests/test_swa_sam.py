@@ -183,6 +183,10 @@ def test_swa_start_looks_inside_wrappers_and_controllers() -> None:
     assert swa_start(Plateau(s)) == 30
     assert swa_start(lrkit.cosine(lr=0.1, steps=100)) is None
     assert swa_start(Plateau(lrkit.constant(0.1))) is None
+    assert swa_start(str(lrkit.warmup(s, steps=10))) == 40  # a spec, as Scheduler takes
+    # A join that leaves the swa(...) part before its start never averages.
+    assert swa_start(lrkit.join(s, lrkit.constant(0.5), boundaries=[30])) is None
+    assert swa_start(lrkit.join(s, lrkit.constant(0.5), boundaries=[31])) == 30
 
 
 # -- laws ----------------------------------------------------------------------
@@ -273,6 +277,7 @@ def test_registry_names_and_their_keys_are_unchanged() -> None:
         ("sam(sgd, rho=__import__('os'))", "rho must be a number, got __import__('os')"),
         ("sam(sgd, adaptive=1)", "adaptive must be True or False, got 1"),
         ("sam(sgd, radius=0.1)", "unknown argument 'radius'; sam(...) takes rho and adaptive"),
+        ("sam(sgd, rho=0.1, rho=0.2)", "rho is given twice"),
         ("sam(sgd", "not a sam(...) form"),
         ("lion(sgd)", "unknown optimizer 'lion(sgd)'; sam(...) is the only optimizer"),
         ("sam", "unknown optimizer 'sam'; known optimizers: sgd"),

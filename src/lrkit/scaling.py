@@ -33,6 +33,7 @@ Examples:
 from __future__ import annotations
 
 import math
+import numbers
 
 __all__ = ["RULES", "scale_lr"]
 
@@ -41,9 +42,10 @@ RULES: dict[str, float] = {"linear": 1.0, "sqrt": 0.5}
 
 
 def _batch(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    # numbers.Integral: numpy's integers too; a bool is not a batch size
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"scale_lr: {name} must be an integer >= 1, got {value!r}")
-    return value
+    return int(value)
 
 
 def scale_lr(lr: float, from_batch: int, to_batch: int, rule: str = "linear") -> float:
@@ -71,7 +73,7 @@ def scale_lr(lr: float, from_batch: int, to_batch: int, rule: str = "linear") ->
         Traceback (most recent call last):
         ValueError: scale_lr: rule must be one of 'linear', 'sqrt', got 'cubic'
     """
-    if isinstance(lr, bool) or not isinstance(lr, int | float):
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
         raise ValueError(f"scale_lr: lr must be a finite number > 0, got {lr!r}")
     if not (math.isfinite(lr) and lr > 0):
         raise ValueError(f"scale_lr: lr must be a finite number > 0, got {lr!r}")
@@ -79,4 +81,10 @@ def scale_lr(lr: float, from_batch: int, to_batch: int, rule: str = "linear") ->
     if rule not in RULES:
         known = ", ".join(repr(r) for r in RULES)
         raise ValueError(f"scale_lr: rule must be one of {known}, got {rule!r}")
-    return float(f"{lr * (b / a) ** RULES[rule]:.12g}")
+    scaled = float(f"{float(lr) * (b / a) ** RULES[rule]:.12g}")
+    if not (math.isfinite(scaled) and scaled > 0):
+        raise ValueError(
+            f"scale_lr: {lr!r} scaled from batch {a} to {b} ({rule}) is {scaled!r}, "
+            "not a finite lr > 0"
+        )
+    return scaled

@@ -2023,15 +2023,22 @@ def swa_start(schedule: Any) -> int | None:
     """The step from which a schedule's ``swa(...)`` averages the weights, else None.
 
     Looks inside ``factor * s``, ``warmup(s, ...)`` and joins (at their
-    offsets) and inside controllers (their ``schedule``): the trainer keeps
-    an ``AveragedModel`` from that step on.
+    offsets; a join that leaves the ``swa(...)`` part before its start never
+    averages) and inside controllers (their ``schedule``): the trainer keeps
+    an ``AveragedModel`` from that step on. A spec string is parsed first.
 
     Examples:
         >>> swa_start(warmup(swa(cosine(lr=0.1, steps=100), start=0.75), steps=10))
         85
+        >>> swa_start("swa(cosine(lr=0.1, steps=100), start=0.75)")
+        75
         >>> swa_start(cosine(lr=0.1, steps=100)) is None
         True
     """
+    if isinstance(schedule, str):
+        from lrkit.spec import parse
+
+        schedule = parse(schedule)
     if isinstance(schedule, SWA):
         return schedule.start_step
     if isinstance(schedule, Scaled):
@@ -2040,9 +2047,12 @@ def swa_start(schedule: Any) -> int | None:
         inner = swa_start(schedule.schedule)
         return None if inner is None else schedule.steps + inner
     if isinstance(schedule, Join):
-        for part, begin in zip(schedule.schedules, (0, *schedule.boundaries), strict=True):
+        ends = (*schedule.boundaries, None)
+        for part, begin, end in zip(
+            schedule.schedules, (0, *schedule.boundaries), ends, strict=True
+        ):
             inner = swa_start(part)
-            if inner is not None:
+            if inner is not None and (end is None or begin + inner < end):
                 return begin + inner
         return None
     if isinstance(schedule, Schedule):

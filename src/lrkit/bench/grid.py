@@ -38,6 +38,7 @@ Examples:
 from __future__ import annotations
 
 import math
+import numbers
 import re
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
@@ -394,7 +395,8 @@ def with_pair_lrs(grid: Grid, pair_lrs: Mapping[tuple[str, str], Sequence[float]
         if task not in grid.tasks or optimizer not in grid.optimizers:
             raise GridError(f"--lrs auto: ({task!r}, {optimizer!r}) is not in the grid")
         for value in lrs:
-            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+            real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+            if not (real and math.isfinite(value) and value > 0):
                 raise GridError(f"--lrs auto: {value!r} must be a finite number > 0")
         if not lrs:
             raise GridError(f"--lrs auto: no lrs for ({task!r}, {optimizer!r})")
@@ -461,9 +463,10 @@ def make_grid(
                 load_task(name).check_optimizer(optimizer)
             except ValueError as err:
                 raise GridError(f"--optimizers: {err}") from None
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= 1000:
+    if isinstance(seeds, bool) or not isinstance(seeds, numbers.Integral) or not 1 <= seeds <= 1000:
         raise GridError(f"--seeds must be an integer in [1, 1000], got {seeds!r}")
-    if isinstance(budget, bool) or not isinstance(budget, int | float):
+    seeds = int(seeds)
+    if isinstance(budget, bool) or not isinstance(budget, numbers.Real):
         raise GridError(f"--budget must be a finite number > 0, got {budget!r}")
     if not (math.isfinite(budget) and budget > 0):
         raise GridError(f"--budget must be a finite number > 0, got {budget!r}")
@@ -484,8 +487,10 @@ def make_grid(
             raise GridError(f"--schedules {spec!r}{where}: {message}")
     sizes = list(batch_sizes or ())
     for size in sizes:
-        if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_BATCH_SIZE:
+        integral = isinstance(size, numbers.Integral) and not isinstance(size, bool)
+        if not integral or not 1 <= size <= MAX_BATCH_SIZE:
             raise GridError(f"--batch-sizes: {size!r} must be an integer in [1, {MAX_BATCH_SIZE}]")
+    sizes = [int(size) for size in sizes]
     if sizes:
         for name in task_names:
             task = load_task(name)
@@ -496,7 +501,8 @@ def make_grid(
                 )
     for what, values in (("--lrs", lrs), ("--multipliers", multipliers)):
         for value in values or ():
-            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+            real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+            if not (real and math.isfinite(value) and value > 0):
                 raise GridError(f"{what}: {value!r} must be a finite number > 0")
     return Grid(
         tasks=task_names,

@@ -358,10 +358,14 @@ def _parse_sam(text: str) -> tuple[str, float, bool]:
         )
     base = tree.args[0].id
     values: dict[str, Any] = {"rho": SAM_RHO, "adaptive": False}
+    given: set[str] = set()
     for kw in tree.keywords:
         if kw.arg not in values:
             shown = "**" if kw.arg is None else repr(kw.arg)
             raise ValueError(f"{where}: unknown argument {shown}; sam(...) takes rho and adaptive")
+        if kw.arg in given:
+            raise ValueError(f"{where}: {kw.arg} is given twice")
+        given.add(kw.arg)
         node, sign = kw.value, 1
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
             node, sign = node.operand, -1

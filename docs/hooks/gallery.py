@@ -97,7 +97,7 @@ EQUIVALENTS: dict[str, dict[str, str]] = {
     "multistep": {
         "torch": "`MultiStepLR(milestones, gamma)`",
         "Keras": "`PiecewiseConstantDecay(boundaries=[m - 1, ...], values=[...])`",
-        "optax": "`piecewise_constant_schedule(lr, {m - 1: gamma, ...})`",
+        "optax": "`piecewise_constant_schedule(lr, {m: gamma, ...})`",
         "timm": "`MultiStepLRScheduler(decay_t, decay_rate)` (decays one step early)",
     },
     "exponential": {

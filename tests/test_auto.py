@@ -81,6 +81,51 @@ def silent(trial):
 def broken(trial):
     trial.log(0, loss=1.0)
     raise RuntimeError("no data here")
+
+
+def _descend(trial, every=1):
+    for step in range(trial.steps):
+        if step % every == 0:
+            trial.log(step, loss=1.0 / (1.0 + trial.lr * step))
+    return 1.0 / (1.0 + trial.lr * trial.steps)
+
+
+@lrkit.task(metric="val_loss", mode="min", steps=300)
+def every_third(trial):
+    return _descend(trial, every=3)
+
+
+@lrkit.task(metric="val_loss", mode="min", steps=120)
+def fails_at_the_end(trial):
+    _descend(trial)
+    raise ValueError("the evaluation set is missing")
+
+
+@lrkit.task(metric="val_loss", mode="min", steps=120)
+def fast_then_blows_up(trial):
+    # lr >= 0.1 leads at the first rung, then every one of them diverges
+    for step in range(trial.steps):
+        if trial.lr >= 0.1:
+            trial.log(step, loss=float("nan") if step >= 12 else 1.0 / (step + 1))
+        else:
+            trial.log(step, loss=2.0 - step * trial.lr)
+    return 1.0
+
+
+@lrkit.task(metric="val_loss", mode="min", steps=120)
+def blows_up_late(trial):
+    for step in range(trial.steps):
+        trial.log(step, loss=float("nan") if step >= 100 else 1.0 / (1.0 + trial.lr * step))
+    return 1.0
+
+
+@lrkit.task(metric="val_loss", mode="min", steps=120)
+def exits_at_high_lrs(trial):
+    import sys
+
+    if trial.lr >= 1:
+        sys.exit("lr too high for this model")
+    return _descend(trial)
 """
 
 
@@ -190,7 +235,8 @@ def test_auto_result_as_json_and_plot(tmp_path: Path) -> None:
         ({"max_cost": float("nan")}, "max_cost must be > 1"),
         ({"max_cost": "2"}, "max_cost must be a number"),
         ({"max_cost": 1.05}, "too few to compare 7 lrs"),
-        ({"seed": -1}, "seed must be an integer >= 0"),
+        ({"seed": -1}, r"seed must be an integer in \[0, 2\*\*32 - 1\], got -1"),
+        ({"seed": 2**32}, r"seed must be an integer in \[0, 2\*\*32 - 1\], got 4294967296"),
     ],
 )
 def test_bad_settings_are_one_clear_error(kwargs: dict, message: str) -> None:
@@ -206,6 +252,41 @@ def test_a_task_that_never_logs_its_loss_is_refused(task_file: Path) -> None:
 def test_a_task_that_always_fails_says_why(task_file: Path) -> None:
     with pytest.raises(AutoFailed, match="RuntimeError: no data here"):
         auto(f"{task_file}:broken")
+
+
+def test_a_task_that_logs_every_few_steps_is_refused_at_the_first_rung(task_file: Path) -> None:
+    # rungs count logged losses and the budget counts steps: it would overspend
+    with pytest.raises(AutoError, match=r"logged \d+ training loss\(es\) over \d+ steps"):
+        auto(f"{task_file}:every_third")
+
+
+def test_a_kept_run_that_fails_after_the_race_is_an_error_not_a_choice(task_file: Path) -> None:
+    with pytest.raises(AutoFailed, match=r"run kept .* failed after the race, at step 120 of 120: "
+                       r"ValueError: the evaluation set is missing"):  # fmt: skip
+        auto(f"{task_file}:fails_at_the_end")
+
+
+def test_when_the_leaders_all_fail_the_message_says_the_others_were_stopped(
+    task_file: Path,
+) -> None:
+    with pytest.raises(AutoFailed, match=r"still racing at step \d+ all diverged or failed "
+                       r"\(lrs .*; the other lrs had been stopped at an earlier rung"):  # fmt: skip
+        auto(f"{task_file}:fast_then_blows_up")
+
+
+def test_cli_auto_exit_1_when_the_kept_run_diverges(task_file: Path, tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["auto", "--tasks", f"{task_file}:blows_up_late", "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 1, result.output
+    assert "diverged after the race" in result.stderr
+    assert (tmp_path / "auto.json").is_file() and (tmp_path / "auto.png").is_file()
+
+
+def test_a_task_that_exits_in_a_lane_exits_as_it_would_alone(task_file: Path) -> None:
+    # sys.exit() inside a raced run reaches the caller (it hung the race before)
+    with pytest.raises(SystemExit, match="lr too high for this model"):
+        auto(f"{task_file}:exits_at_high_lrs")
 
 
 @settings(max_examples=200, deadline=None)
@@ -226,8 +307,10 @@ def test_the_rungs_fit_the_budget(steps: int, max_cost: float) -> None:
 
 def test_a_task_too_short_for_the_race_is_refused() -> None:
     plan_rungs(100, 1.5)
-    with pytest.raises(AutoError, match="give the task more steps"):
+    with pytest.raises(AutoError, match="raise max_cost or give the task more steps"):
         plan_rungs(90, 1.5)
+    with pytest.raises(AutoError, match=r"after 2 step\(s\); give the task more steps$"):
+        plan_rungs(49, 1e9)  # past the last rung's cap a larger max_cost changes nothing
 
 
 # -- the command --------------------------------------------------------------------

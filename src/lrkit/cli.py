@@ -1331,7 +1331,8 @@ Prints the race at each rung and the kept run every tenth of its steps,
 then the lr, the schedule (a spec of the whole run: re-run your task with
 it and that seed to get the same metric), the metric and the steps spent;
 writes OUT/auto.json and OUT/auto.png. Exit 2 for bad options or a
-task that cannot be loaded, 1 when every run diverged or failed."""
+task that cannot be loaded, 1 when every run diverged or failed, or the
+run kept diverged or failed after the race."""
 
 
 @app.command("auto", epilog=_AUTO_EXAMPLES)
@@ -1433,6 +1434,12 @@ def auto_cmd(
     except OSError as err:
         raise _fail(f"cannot write into {str(out)!r}: {err.strerror or err}", code=1) from None
     typer.echo(f"wrote {out / 'auto.json'} and {out / 'auto.png'}")
+    if result.metric is None:  # the kept run diverged after the race: no lr to give
+        raise _fail(
+            f"the run kept (lr {result.lr:g}) diverged after the race: "
+            f"{result.run.reason}; see {out / 'auto.png'}",
+            code=1,
+        )
 
 
 # --------------------------------------------------------------------------

@@ -251,9 +251,12 @@ def plan_rungs(steps: int, max_cost: float, lanes: int = len(LADDER)) -> list[Ru
             )
         scale *= 0.95
     if rungs[0].step < MIN_FIRST_RUNG:
+        # past MAX_LAST_RUNG a larger max_cost no longer moves the rungs
+        capped = extra / max(nominal, _BASE_EXTRA) >= MAX_LAST_RUNG / RUNGS[-1][0]
+        fix = "give the task more steps" if capped else "raise max_cost or give the task more steps"
         raise AutoError(
             f"auto: a task of {steps} steps with max_cost={max_cost:g} would compare the lrs "
-            f"after {rungs[0].step} step(s); raise max_cost or give the task more steps"
+            f"after {rungs[0].step} step(s); {fix}"
         )
     return rungs
 
@@ -295,8 +298,9 @@ def _check(task: Any, optimizer: str, max_cost: Any, seed: Any) -> Task:
         raise AutoError(
             f"auto: max_cost must be > 1 (the kept run alone costs one run), got {max_cost!r}"
         )
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise AutoError(f"auto: seed must be an integer >= 0, got {seed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        # numpy's global generator, seeded for every run, takes seeds below 2**32
+        raise AutoError(f"auto: seed must be an integer in [0, 2**32 - 1], got {seed!r}")
     return info
 
 
@@ -365,7 +369,7 @@ def auto(
             for lane in ranked:
                 scores.setdefault(id(lane), {})[rung.step] = _score(lane)
             if not math.isfinite(_score(ranked[0])):
-                raise AutoFailed(_all_failed(race.lanes, info, rung))
+                raise AutoFailed(_all_failed(race.lanes, info, rung, ranked))
             for lane in ranked[rung.keep :]:
                 race.stop(lane)
             tell(
@@ -385,6 +389,12 @@ def auto(
         race.finish([kept])
     result = kept.result
     assert result is not None
+    if result.status in ("error", "pruned"):  # the task's own failure, not the lr's
+        raise AutoFailed(
+            f"auto: the run kept for task {info.name!r} (lr {kept.config.lr:g}) "
+            f"{'failed' if result.status == 'error' else 'pruned itself'} after the race, at "
+            f"step {result.steps_done} of {steps}: {result.reason}"
+        )
     probes = [_probe(lane, scores.get(id(lane), {})) for lane in race.lanes]
     spent = sum(probe.steps for probe in probes)
     out = AutoResult(
@@ -420,11 +430,21 @@ def _score(lane: Lane) -> float:
 
 
 def _check_logging(lanes: list[Lane], rung: Rung, info: Task) -> None:
-    """A lane that finished before the first rung without logging: the task does not log."""
+    """A task that does not log its loss at every step: refused at the first rung.
+
+    The rungs count logged losses while the budget counts steps: a task that
+    logs every few steps would be compared late and overspend.
+    """
     for lane in lanes:
         result = lane.result
         if result is not None and result.status == "error":
             continue
+        if lane.logged and lane.last_step + 1 > 1.5 * lane.logged + 1:
+            raise AutoError(
+                f"auto: task {info.name!r} logged {lane.logged} training loss(es) over "
+                f"{lane.last_step + 1} steps; auto compares runs by the loss of every step "
+                "and counts its budget in steps: call trial.log(step, loss=...) at every step"
+            )
         if lane.done and lane.logged < rung.step and result is not None and result.finished:
             raise AutoError(
                 f"auto: task {info.name!r} finished a run after logging {lane.logged} training "
@@ -433,15 +453,22 @@ def _check_logging(lanes: list[Lane], rung: Rung, info: Task) -> None:
             )
 
 
-def _all_failed(lanes: list[Lane], info: Task, rung: Rung) -> str:
+def _all_failed(lanes: list[Lane], info: Task, rung: Rung, contenders: list[Lane]) -> str:
     reasons = sorted(
         {
             f"{lane.result.status}: {lane.result.reason}"
-            for lane in lanes
+            for lane in contenders
             if lane.result is not None and lane.result.status in ("error", "diverged")
         }
     )
-    return (
-        f"auto: every run of task {info.name!r} diverged or failed by step {rung.step} "
-        f"(lrs {', '.join(f'{lane.config.lr:g}' for lane in lanes)}): " + "; ".join(reasons[:3])
-    )
+    lrs = ", ".join(f"{lane.config.lr:g}" for lane in contenders)
+    if len(contenders) == len(lanes):
+        head = f"auto: every run of task {info.name!r} diverged or failed by step {rung.step}"
+    else:  # the ones still racing failed; the others were stopped at an earlier rung
+        head = (
+            f"auto: the runs of task {info.name!r} still racing at step {rung.step} all "
+            f"diverged or failed (lrs {lrs}; the other lrs had been stopped at an earlier "
+            "rung, ranked by their loss then)"
+        )
+        return f"{head}: " + "; ".join(reasons[:3])
+    return f"{head} (lrs {lrs}): " + "; ".join(reasons[:3])

@@ -81,6 +81,9 @@ class Lane:
         result: Its :class:`~lrkit.bench.run.RunResult` once it ended
             (finished, diverged, failed or stopped), else ``None``.
         stopped_at: The logged steps at which the race stopped it.
+        last_step: The highest step it logged a loss at (-1 before any).
+        escaped: What the task raised past the run's own handling (a
+            ``SystemExit``, say), re-raised in the caller's thread.
     """
 
     def __init__(self, config: RunConfig) -> None:
@@ -88,6 +91,8 @@ class Lane:
         self.result: RunResult | None = None
         self._record: RunResult | None = None  # what the run's trial records, while it runs
         self.stopped_at: int | None = None
+        self.last_step = -1
+        self.escaped: BaseException | None = None
         self._target = 0
         self._stop = False
         self._thread: threading.Thread | None = None
@@ -100,8 +105,8 @@ class Lane:
 
     @property
     def done(self) -> bool:
-        """Whether the run has ended."""
-        return self.result is not None
+        """Whether the run has ended (its thread too, when the task escaped the run)."""
+        return self.result is not None or self.escaped is not None
 
     @property
     def losses(self) -> list[float]:
@@ -115,9 +120,9 @@ class Lane:
 
     @property
     def steps_spent(self) -> int:
-        """Optimizer updates the run made (losses logged while it is not done)."""
+        """Optimizer updates the run made (while it is not done: the steps it logged at)."""
         if self.result is None:
-            return self.logged
+            return max(self.logged, self.last_step + 1)
         return max(len(self.result.lr), self.result.steps_done)
 
     def window(self, fraction: float = 0.25) -> float:
@@ -148,10 +153,13 @@ class Lane:
     def _run(self) -> None:
         try:
             self.result = execute(self.config, make_trial=self._make_trial)
+        except BaseException as err:  # SystemExit from the task: execute lets it through
+            self.escaped = err
         finally:
             self._yielded.set()
 
     def _on_loss(self, step: int, value: float) -> bool:
+        self.last_step = max(self.last_step, step)
         if not self._stop and self.logged < self._target:
             return False
         if not self._stop:
@@ -183,6 +191,8 @@ class Lane:
         else:
             self._resume.set()
         self._yielded.wait()
+        if self.escaped is not None:  # as it would have in a run of its own
+            raise self.escaped
 
     def _end(self) -> None:
         if self.done or self._thread is None:

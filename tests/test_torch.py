@@ -1181,6 +1181,74 @@ def test_a_spec_lr_unlike_the_optimizers_warns_once() -> None:
         L.Scheduler(opt, "cosine(lr=1e-3, steps=100)")
 
 
+def _sgd(lr: float = 0.1, **kw: Any) -> torch.optim.Optimizer:
+    return torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr, **kw)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "warmup(cosine(steps=1000000), steps=200000)",  # peaks after 100,000 steps
+        "cyclic(0.001, step_size_up=20000)",
+        "inverse_sqrt(warmup_steps=20000)",
+        "warmup(cosine(lr=0.1, steps=1000000), steps=200000)",  # the lr given, the same
+    ],
+)
+def test_a_late_peak_at_the_optimizers_lr_is_not_called_different(spec: str) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        L.Scheduler(_sgd(), spec)
+
+
+def test_a_warmup_as_long_as_the_run_warns_that_the_plan_outlasts_it() -> None:
+    with pytest.warns(UserWarning, match=r"ends at step 200, after the run's total_steps=100 "
+                      r"\(its warmup takes the whole run\)"):  # fmt: skip
+        L.Scheduler(_sgd(), "warmup(cosine(), steps=100)", total_steps=100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        L.Scheduler(_sgd(), "warmup(cosine(), steps=10)", total_steps=np.int64(100))
+
+
+def test_a_group_added_after_the_scheduler_is_a_clear_error_that_changes_nothing() -> None:
+    opt = _sgd()
+    sched = L.Scheduler(opt, "cosine(steps=10)")
+    opt.step()
+    sched.step()
+    opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 0.01})
+    before = (sched.last_epoch, [g["lr"] for g in opt.param_groups])
+    opt.step()
+    with pytest.raises(ValueError, match=r"has 2 param groups, 1 when this Scheduler was built"):
+        sched.step()
+    assert (sched.last_epoch, [g["lr"] for g in opt.param_groups]) == before
+
+
+def test_momentum_and_weight_decay_specs_take_the_runs_length() -> None:
+    opt = _sgd(momentum=0.9, weight_decay=1e-4)
+    sched = L.Scheduler(
+        opt, "cosine()", momentum="cosine(lr=0.9)", weight_decay="linear(1.0, 0.0)",
+        total_steps=10,
+    )  # fmt: skip
+    assert sched._momentum_schedules == [lrkit.cosine(lr=0.9, steps=10)]
+    assert sched._wd_schedule == lrkit.linear(1.0, 0.0, steps=10)
+    with pytest.raises(ValueError, match="missing required argument 'lr'") as caught:
+        L.Scheduler(_sgd(momentum=0.9), "cosine(steps=10)", momentum="cosine(steps=10)")
+    assert "total_steps" not in str(caught.value)  # the hint is for a missing steps only
+
+
+def test_step_counts_past_int64_are_refused_and_a_tensor_loss_is_detached() -> None:
+    with pytest.raises(ValueError, match=r"steps must be a step count <= 2\*\*62"):
+        lrkit.parse("cosine(lr=0.1, steps=1e30)")
+    w = torch.nn.Parameter(torch.ones(1))
+    opt = torch.optim.SGD([w], lr=0.1)
+    sched = L.Scheduler(opt, "guard(cosine(steps=10))", model=torch.nn.Linear(1, 1))
+    loss = (w**2).sum()
+    loss.backward()
+    opt.step()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "Converting a tensor with requires_grad=True"
+        sched.step(loss=loss)
+
+
 def test_finder_result_prints_its_suggestion_not_arrays() -> None:
     from lrkit.finder import FinderResult
 

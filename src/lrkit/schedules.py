@@ -149,8 +149,12 @@ def _rate(family: str, name: str, value: Any, *, positive: bool = False) -> floa
     return value
 
 
+#: The largest step count a schedule takes: steps are numpy int64 in ``values``.
+MAX_STEPS = 2**62
+
+
 def _count(family: str, name: str, value: Any, *, low: int = 1) -> int:
-    """A whole number of steps >= ``low`` (an integral float such as 1e4 is accepted)."""
+    """A whole number of steps in [``low``, 2**62] (an integral float such as 1e4 is accepted)."""
     allowed = f"an integer >= {low}"
     if not _is_number(value):
         raise _fail(family, name, allowed, value)
@@ -161,6 +165,8 @@ def _count(family: str, name: str, value: Any, *, low: int = 1) -> int:
     value = int(value)
     if value < low:
         raise _fail(family, name, allowed, value)
+    if value > MAX_STEPS:
+        raise _fail(family, name, "a step count <= 2**62", value)
     return value
 
 

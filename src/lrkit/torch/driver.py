@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from collections.abc import Mapping
 from typing import Any, SupportsFloat
@@ -37,7 +38,7 @@ def _resolve(name: str, value: Any, fill: Mapping[str, Any] | None = None) -> An
         try:
             return lrkit.parse(value, **(fill or {}))
         except ValueError as err:
-            if "missing required argument" in str(err) and "steps" not in (fill or {}):
+            if "missing required argument 'steps'" in str(err) and "steps" not in (fill or {}):
                 raise ValueError(
                     f"{err}\nScheduler: give the run's length to fill a missing steps: "
                     "Scheduler(optimizer, spec, total_steps=N) (N = epochs x batches per epoch "
@@ -100,18 +101,62 @@ def _plan_of(schedule: Any) -> Any:
 
 
 def _peak(schedule: Any) -> float | None:
-    """The highest lr of a schedule's plan (over its length, or its first 10,000 steps)."""
+    """The highest lr of a schedule's plan: every step of its first 100,000, then 100,000
+    steps spread over the rest of its length (up to 10**9 steps for one that never ends)."""
+    import numpy as np
+
     plan = _plan_of(schedule)
     if plan is None:
         return None
-    n = plan.length + 1 if plan.length is not None else 10_000  # the end value included
-    return float(plan.values(min(n, 100_000)).max())
+    end = plan.length if plan.length is not None else 10**9  # the end value included
+    first = plan.values(min(end + 1, 100_000))
+    if end < 100_000:
+        return float(first.max())
+    rest = np.unique(np.linspace(100_000, end, 100_000).astype(np.int64))
+    return float(max(first.max(), max(plan(int(t)) for t in rest)))
+
+
+def _takes_optimizer_lr(schedule: Any, fill: Mapping[str, Any]) -> bool:
+    """Whether a spec string leaves its lr out (so it runs at the optimizer's): filled with
+    another lr, it parses to another schedule."""
+    if not isinstance(schedule, str):
+        return False
+    import lrkit
+
+    other = {**fill, "lr": 2 * fill["lr"] if fill.get("lr") else 1.0}
+    try:
+        return bool(lrkit.parse(schedule, **other) != lrkit.parse(schedule, **fill))
+    except ValueError:
+        return False
+
+
+def _warn_longer_than_run(schedules: list[Any], total_steps: int) -> None:
+    """Say once when a plan ends after the run's ``total_steps``: the run would end mid-plan
+    (a warmup as long as the run, say, leaves the schedule it wraps all its steps)."""
+    for schedule in schedules:
+        plan = _plan_of(schedule)
+        if plan is not None and plan.length is not None and plan.length > total_steps:
+            warmup = " (its warmup takes the whole run)" if "warmup(" in str(plan) else ""
+            warnings.warn(
+                f"Scheduler: {plan} ends at step {plan.length}, after the run's "
+                f"total_steps={total_steps}{warmup}: the run stops before the plan does",
+                UserWarning,
+                stacklevel=3,
+            )
+            return
+
+
+def _as_loss(loss: Any) -> float:
+    """A loss as a float; a tensor is detached first (no autograd warning)."""
+    detach = getattr(loss, "detach", None)
+    return float(detach() if callable(detach) else loss)
 
 
 def _warn_lr_differs(schedule: Any, optimizer_lr: float) -> None:
     """Say once when the schedule's lr is not the lr the optimizer was built with."""
     peak = _peak(schedule)
-    if peak is None or optimizer_lr == 0 or math.isclose(peak, optimizer_lr, rel_tol=1e-6):
+    # 1e-3: a peak between two sampled steps of a long plan is found to within that
+    if peak is None or optimizer_lr == 0 or math.isclose(peak, optimizer_lr, rel_tol=1e-3):
         return
     warnings.warn(
         f"Scheduler: the schedule's lr is {peak:g} (its peak), but param group 0 was built "
@@ -251,9 +296,12 @@ class Scheduler(LRScheduler):
             group.setdefault("initial_lr", _as_float(group["lr"]))
         self.base_lrs = [float(_as_float(g["initial_lr"])) for g in groups]
         if total_steps is not None and (
-            isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1
+            isinstance(total_steps, bool)
+            or not isinstance(total_steps, numbers.Integral)
+            or total_steps < 1
         ):
             raise ValueError(f"Scheduler: total_steps must be an integer >= 1, got {total_steps!r}")
+        total_steps = None if total_steps is None else int(total_steps)
         fills = [
             {"lr": lr, **({} if total_steps is None else {"steps": total_steps})}
             for lr in self.base_lrs
@@ -264,7 +312,9 @@ class Scheduler(LRScheduler):
         )
         self._end_warned = False
         self._end = self._first_end()
-        if per_group is None:
+        if total_steps is not None:
+            _warn_longer_than_run(self._schedules, total_steps)
+        if per_group is None and not _takes_optimizer_lr(schedule, fills[0]):
             _warn_lr_differs(self._schedules[0], self.base_lrs[0])
         if per_group is None:
             first = self.base_lrs[0]
@@ -289,8 +339,11 @@ class Scheduler(LRScheduler):
                     "AdamW)"
                 )
             self.use_beta1 = "betas" in defaults
-            per = _per_group_schedules("momentum", optimizer, momentum)
-            self._momentum_schedules = per or [_resolve("momentum", momentum)] * n
+            length: list[dict[str, Any]] = [
+                {} if total_steps is None else {"steps": total_steps}
+            ] * n
+            per = _per_group_schedules("momentum", optimizer, momentum, length)
+            self._momentum_schedules = per or [_resolve("momentum", momentum, length[0])] * n
         self._wd_schedule: Any = None
         self.wd_ratios: list[float] | None = None
         if weight_decay is not None:
@@ -309,7 +362,8 @@ class Scheduler(LRScheduler):
                     "weight_decay 0 (groups with 0 are never touched); set weight_decay on "
                     "the groups to decay, or pass weight_decay=None"
                 )
-            self._wd_schedule = _resolve("weight_decay", weight_decay)
+            length_fill = None if total_steps is None else {"steps": total_steps}
+            self._wd_schedule = _resolve("weight_decay", weight_decay, length_fill)
             self.wd_ratios = [w / nonzero[0] for w in wds]
         self._setup_guard(guard, model, snapshot_every, snapshot_dir)
         self.last_epoch = 0
@@ -472,6 +526,13 @@ class Scheduler(LRScheduler):
         Raises:
             lrkit.Diverged: the guard found more than ``max_rollbacks`` divergences.
         """
+        if len(self.optimizer.param_groups) != len(self.base_lrs):
+            raise ValueError(
+                f"Scheduler: the optimizer has {len(self.optimizer.param_groups)} param groups, "
+                f"{len(self.base_lrs)} when this Scheduler was built: a group was added with "
+                "add_param_group() since; build the Scheduler after adding every group (its "
+                "load_state_dict() carries the step over)"
+            )
         if self._step_count == 1 and _stepped_out_of_order_or_replaced(self.optimizer):
             _warn_order(self)
         t = self.last_epoch
@@ -481,7 +542,7 @@ class Scheduler(LRScheduler):
                 if not self._keep_unchecked:
                     self._snapshots.drop_pending()  # its weights' loss was never checked
             else:
-                rolled_back = self._watch_loss(float(loss), t)
+                rolled_back = self._watch_loss(_as_loss(loss), t)
         if metric is not None and not rolled_back:
             for c in self._metric_controllers():
                 c.observe(float(metric), t)

@@ -465,6 +465,42 @@ def test_summary_at_80_columns_labels_only_the_specs_that_do_not_fit() -> None:
     assert sum(" S1 " in line for line in table) == 2
 
 
+_EDITS_ITSELF = """
+from pathlib import Path
+
+import lrkit
+
+
+@lrkit.task(metric="loss", steps=5)
+def edits_itself(trial):
+    for step in range(trial.steps):
+        trial.log(step, loss=1.0 / (step + 1))
+    if trial.seed == 0:  # the user saves an edit while the compare runs
+        path = Path(__file__)
+        path.write_text(path.read_text() + "# edited\\n")
+    return trial.lr
+"""
+
+
+def test_a_task_edited_while_compare_runs_stops_it_and_a_rerun_finishes(tmp_path: Path) -> None:
+    task = tmp_path / "edits.py"
+    task.write_text(_EDITS_ITSELF)
+    args = ("compare", "--tasks", f"{task}:edits_itself", "--optimizers", "sgd", "--schedules",
+            "constant()", "--lrs", "0.1", "--seeds", "3", "--workers", "0",
+            "--out", str(tmp_path / "out"))  # fmt: skip
+    first = invoke(*args)
+    assert first.exit_code == 1, first.output
+    assert "changed while the runs ran" in first.stderr and "run the same command again" in (
+        first.stderr
+    )
+    task.write_text(task.read_text().replace("if trial.seed == 0:", "if False:"))
+    again = invoke(*args)
+    assert again.exit_code == 0, again.output
+    doc = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert len(doc["runs"]) == 3  # one version's runs only
+    assert len({run["identity"]["task"]["source_sha256"] for run in doc["runs"]}) == 1
+
+
 # -- lrkit report ------------------------------------------------------------------
 
 

@@ -681,7 +681,7 @@ def compare_cmd(
 
     from lrkit.bench.compare import compare
     from lrkit.bench.grid import GridError
-    from lrkit.bench.runner import WorkersFailed, make_progress
+    from lrkit.bench.runner import TaskChanged, WorkersFailed, make_progress
     from lrkit.bench.store import StoreError
 
     if workers is not None and workers < 0:
@@ -720,7 +720,7 @@ def compare_cmd(
             err=True,
         )
         raise typer.Exit(130) from None
-    except WorkersFailed as err:
+    except (WorkersFailed, TaskChanged) as err:
         raise _fail(str(err), code=1) from None
     except OSError as err:
         raise _fail(f"cannot write the outputs: {err}", code=1) from None

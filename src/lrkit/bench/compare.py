@@ -353,6 +353,8 @@ def compare(
             spec that does not parse (nothing ran).
         lrkit.bench.store.StoreError: The store cannot be used.
         WorkersFailed: Worker processes keep dying at start-up.
+        TaskChanged: A task's code changed while its runs ran (see
+            :class:`lrkit.bench.runner.TaskChanged`).
         lrkit.bench.ray_executor.RayUnavailable: (a ``GridError``) Ray is
             not installed, does not start, or the cluster cannot be reached.
         OSError: An output cannot be written.

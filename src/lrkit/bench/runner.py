@@ -72,6 +72,7 @@ __all__ = [
     "Progress",
     "RichProgress",
     "RunnerReport",
+    "TaskChanged",
     "WorkersFailed",
     "default_workers",
     "make_executor",
@@ -91,6 +92,15 @@ STARTUP_FAILURES = 3
 
 class WorkersFailed(RuntimeError):
     """Worker processes keep dying before they return a single result."""
+
+
+class TaskChanged(RuntimeError):
+    """A task's code changed while its runs ran: a run came back under another key.
+
+    Its runs are stored under the new code's keys (a later call with that
+    code reads them); the grid's results would mix two versions, so the
+    runner stops submitting and says so.
+    """
 
 
 # --------------------------------------------------------------------------
@@ -373,12 +383,17 @@ def _drive(
     flight: dict[cf.Future[dict[str, Any]], RunConfig] = {}
     breaks = 0  # pool breaks in a row in which no worker finished starting up
 
-    def store_result(result: RunResult) -> None:
+    changed: list[str] = []  # tasks whose runs came back under another key (code edited)
+
+    def store_result(result: RunResult, config: RunConfig) -> None:
         pid = result.env.get("pid")
         store.put(result, pid=int(pid) if pid else None)
         report.ran += 1
         report.errors += result.status == "error"
         progress.update(result)
+        if result.key and result.key != config.key() and config.task not in changed:
+            changed.append(config.task)
+            queue.clear()  # submit nothing more: finish what is in flight, then say why
 
     def may_submit() -> bool:
         if not queue or len(flight) >= executor.capacity:
@@ -400,15 +415,15 @@ def _drive(
                 broken.append(config)
                 continue
             except Exception as exc:  # the worker could not even start the run
-                store_result(_error(config, f"{type(exc).__name__}: {exc}", _trace(exc)))
+                store_result(_error(config, f"{type(exc).__name__}: {exc}", _trace(exc)), config)
                 continue
-            store_result(RunResult.from_dict(data))
+            store_result(RunResult.from_dict(data), config)
         if not broken:
             continue
         # Every run in flight went down with the pool: collect them all.
         for future, config in list(flight.items()):
             try:
-                store_result(RunResult.from_dict(future.result()))
+                store_result(RunResult.from_dict(future.result()), config)
             except (BrokenProcessPool, cf.BrokenExecutor):
                 broken.append(config)
         flight.clear()
@@ -429,7 +444,7 @@ def _drive(
                 deaths[key] = deaths.get(key, 0) + 1
             suspects.add(key)
             if deaths.get(key, 0) >= MAX_ATTEMPTS:
-                store_result(_died(config, deaths[key]))
+                store_result(_died(config, deaths[key]), config)
                 continue
             report.retried += 1
             print(
@@ -439,3 +454,10 @@ def _drive(
                 flush=True,
             )
             queue.appendleft(config)
+    if changed:
+        raise TaskChanged(
+            f"the code of task(s) {', '.join(map(repr, changed))} changed while the runs ran: "
+            "runs of the new code are kept in the store under its own keys, but this grid's "
+            "results would mix the two versions, so the rest was not started; run the same "
+            "command again to run the grid on the new code"
+        )

@@ -119,7 +119,7 @@ class _KerasOps(Ops):
 class KerasSchedule(keras.optimizers.schedules.LearningRateSchedule):
     """An lrkit schedule as a Keras ``LearningRateSchedule``.
 
-    Called with the optimizer's iteration count (an int64 variable, a tensor
+    Called with the optimizer's iteration count (an integer variable, a tensor
     of any integer dtype, or a Python int), it returns ``s(step)`` as a
     float32 tensor of the same shape, computed with ``keras.ops`` from the
     integer step.

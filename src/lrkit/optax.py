@@ -8,16 +8,18 @@ callbacks, no numpy on the step), so it works under :func:`jax.jit`,
 step convention: the update made when optax's ``count`` is ``i`` uses ``s(i)``.
 
 The value is computed from the integer step every time (no accumulation) and
-agrees with the float64 pure schedule up to float32 rounding, or float64 when
-JAX's 64-bit mode is on.
+agrees with the float64 pure schedule to a few float32 roundings (more for
+``exponential`` and ``step_decay`` far into a run: ``exp(t log gamma)`` in
+float32), or float64 when JAX's 64-bit mode is on.
 
 Steps and 64-bit mode:
     With ``jax_enable_x64`` on, steps are int64 and every step up to 2**63 - 1
     gives ``s(step)``. With it off (JAX's default), steps are int32: optax's
     ``count`` stops at 2**31 - 1 (``optax.safe_increment``), so the lr holds
     ``s(2**31 - 1)`` from there on, and passing a Python int >= 2**31 raises
-    JAX's ``OverflowError``. Schedule boundaries beyond 2**31 - 1 are then
-    simply never reached.
+    JAX's ``OverflowError`` (a numpy int64 that large wraps around silently),
+    and a schedule whose length, period or warmup is 2**31 steps or more
+    raises ``OverflowError``: such schedules need 64-bit mode.
 
 Examples:
     >>> import jax, jax.numpy as jnp, optax

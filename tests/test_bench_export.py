@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from lrkit.bench.export import run_folder, write_csv, write_tensorboard
+from lrkit.bench.export import run_folder, val_column, write_csv, write_tensorboard
 from lrkit.bench.grid import expand_grid
 from lrkit.bench.run import RunResult, execute
 
@@ -99,7 +99,8 @@ def test_csv_has_a_row_per_run_and_step(results: list[RunResult], tmp_path: Path
         finals = [row for row in mine if row["step"] == str(result.eval_steps[-1])]
         (final,) = finals
         last = result.evals[result.metric][-1]
-        cell = final[f"val_{result.metric}"]
+        cell = final[val_column(result.metric)]
+        assert not val_column(result.metric).startswith("val_val_")
         assert (math.isnan(last) and cell.lower() == "nan") or float(cell) == last
         assert (
             mine[0]["schedule"] == "cosine()" and float(mine[0]["grid_lr"]) == result.config["lr"]

@@ -501,6 +501,26 @@ def test_a_task_edited_while_compare_runs_stops_it_and_a_rerun_finishes(tmp_path
     assert len({run["identity"]["task"]["source_sha256"] for run in doc["runs"]}) == 1
 
 
+def test_a_module_task_beside_the_working_folder_loads_from_the_console_script(
+    tmp_path: Path,
+) -> None:
+    # lrkit tune prints `--tasks train:fit` for a task imported as a module
+    (tmp_path / "train.py").write_text(
+        "import lrkit\n\n@lrkit.task(metric='loss', steps=3)\ndef fit(trial):\n"
+        "    for step in range(trial.steps):\n        trial.log(step, loss=1.0)\n"
+        "    return trial.lr\n"
+    )
+    lrkit_bin = Path(sys.executable).with_name("lrkit")
+    done = subprocess.run(
+        [str(lrkit_bin), "compare", "--tasks", "train:fit", "--optimizers", "sgd",
+         "--schedules", "constant()", "--lrs", "0.1", "--seeds", "1", "--workers", "0",
+         "--out", "out"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "1 runs: 1 run now" in done.stdout
+
+
 # -- lrkit report ------------------------------------------------------------------
 
 

@@ -381,7 +381,9 @@ def compare(
         optimizers=split_names(optimizers, "--optimizers"),
         schedules=split_names(schedules, "--schedules"),
         lrs=lr_values,
-        multipliers=parse_lrs([str(m) for m in multipliers]) if multipliers else None,
+        multipliers=(
+            parse_lrs([str(m) for m in multipliers], what="--multipliers") if multipliers else None
+        ),
         seeds=seeds,
         budget=budget,
         batch_sizes=as_batch_sizes(batch_sizes),

@@ -32,7 +32,7 @@ from typing import Any
 from lrkit.bench.run import RunResult
 from lrkit.logs import TensorBoardWriter
 
-__all__ = ["run_folder", "step_rows", "write_csv", "write_tensorboard"]
+__all__ = ["run_folder", "step_rows", "val_column", "write_csv", "write_tensorboard"]
 
 _SETTINGS = ("key", "task", "optimizer", "schedule", "grid_lr", "seed", "batch_size", "status")
 
@@ -113,6 +113,12 @@ def _eval_names(results: Sequence[RunResult]) -> list[str]:
     return list(names)
 
 
+def val_column(name: str) -> str:
+    """The CSV column of a reported metric: ``val_<name>``, or the name itself when it
+    already says so (``val_loss``, not ``val_val_loss``)."""
+    return name if name.startswith("val_") else f"val_{name}"
+
+
 def _cell(value: float | None) -> str | float:
     return "" if value is None else value
 
@@ -135,7 +141,7 @@ def step_rows(result: RunResult, eval_names: Sequence[str]) -> Iterator[dict[str
         row["lr"] = _cell(scalars.get("lr"))
         row["loss"] = _cell(scalars.get("loss/train"))
         for name in eval_names:
-            row[f"val_{name}"] = _cell(scalars.get(f"{name}/validation"))
+            row[val_column(name)] = _cell(scalars.get(f"{name}/validation"))
         row["update_ratio"] = _cell(scalars.get("update_ratio"))
         yield row
 
@@ -155,7 +161,7 @@ def write_csv(results: Iterable[RunResult], path: str | Path) -> int:
     """
     runs = list(results)
     names = _eval_names(runs)
-    columns = [*_SETTINGS, "step", "lr", "loss", *(f"val_{n}" for n in names), "update_ratio"]
+    columns = [*_SETTINGS, "step", "lr", "loss", *map(val_column, names), "update_ratio"]
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".partial")

@@ -366,6 +366,32 @@ def _is_file_ref(left: str) -> bool:
     return left.endswith(".py") or "/" in left or os.sep in left
 
 
+def _import_module(name: str) -> Any:
+    """``importlib.import_module``, also from the working folder, as ``python -m`` finds it.
+
+    ``lrkit`` is a console script, whose ``sys.path`` starts at its own folder,
+    so ``--tasks train:fit`` next to ``train.py`` would not import (while
+    ``python -c "import train"`` does); the working folder is put on
+    ``sys.path`` only when the module is there and nowhere else.
+    """
+    import os
+
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        top = name.split(".")[0]
+        here = os.getcwd()
+        if exc.name != top or here in sys.path:
+            raise
+        if not (
+            os.path.isfile(os.path.join(here, f"{top}.py"))
+            or os.path.isdir(os.path.join(here, top))
+        ):
+            raise
+        sys.path.insert(0, here)
+        return importlib.import_module(name)
+
+
 def load_task(ref: str | Task) -> Task:
     """Return the task a reference names: a built-in name, ``file.py:name`` or ``module:name``.
 
@@ -412,7 +438,7 @@ def load_task(ref: str | Task) -> Task:
         where = f"file {left!r}"
     else:
         try:
-            module = importlib.import_module(left)
+            module = _import_module(left)
         except ModuleNotFoundError as exc:
             raise TaskLoadError(f"task {ref!r}: cannot import module {left!r} ({exc})") from None
         except Exception as exc:

@@ -325,7 +325,7 @@ def _table(trials: list[dict[str, Any]], mode: str, best: int | None) -> str:
 
 
 def write_tune_report(results: TuneResults, space: dict[str, Any], out_dir: str | Path) -> Path:
-    """Write ``report.html``, its PNGs and ``runs/report.html`` into ``out_dir``.
+    """Write ``report.html`` and its PNGs into ``out_dir``.
 
     Args:
         results: What :func:`lrkit.bench.tune.tune` found.

@@ -311,6 +311,39 @@ def test_trial_log_feeds_the_guard_before_or_after_scheduler_step(log_first: boo
     assert result.lr[13] == pytest.approx(0.05)  # the cut lr from the next update on
 
 
+@lrkit.task(metric="loss", steps=20)
+def forgets_the_scheduler(trial: lrkit.Trial) -> float:
+    """Builds its optimizer with trial.optimizer and never applies the schedule."""
+    w = torch.nn.Parameter(torch.ones(2))
+    opt = trial.optimizer([w])
+    for step in range(trial.steps):
+        loss = (w**2).sum()
+        trial.log(step, loss=loss.item())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return float((w**2).sum().detach())
+
+
+@pytest.mark.parametrize(
+    ("spec", "status"),
+    [
+        ("cosine()", "error"),
+        ("plateau(warmup(constant(), steps=5))", "error"),
+        ("constant()", "ok"),
+    ],
+)
+def test_a_task_that_never_applies_its_schedule_is_an_error_that_says_so(
+    spec: str, status: str
+) -> None:
+    # it trained at a constant lr: reporting it as `spec` would mislead the table
+    result = execute(RunConfig(forgets_the_scheduler, "sgd", spec, lr=0.1))
+    assert result.status == status, result.reason
+    if status == "error":
+        assert "never applied its schedule" in (result.reason or "")
+        assert "trial.scheduler(optimizer)" in (result.reason or "")
+
+
 def test_reports_feed_a_plateau_schedule() -> None:
     @lrkit.task(metric="loss", steps=40)
     def flat(trial: lrkit.Trial) -> float:

@@ -533,7 +533,11 @@ def execute(
         result.key = config.key()
         _seed_everything(config.seed)
         trial = (make_trial or Trial)(config, result, on_report=on_report, started=start)
-        _finish(result, trial, task(trial))
+        value = task(trial)
+        ignored = trial.ignored_schedule()
+        if ignored is not None:
+            raise ValueError(ignored)
+        _finish(result, trial, value)
     except Pruned as exc:
         result.status, result.reason = "pruned", str(exc)
     except Diverged as exc:
@@ -584,7 +588,7 @@ def _finish(result: RunResult, trial: Trial, value: Any) -> None:
     rollbacks = _rollbacks(trial)
     if rollbacks:
         result.status, result.rollbacks = "rescued", rollbacks
-        guard = trial.schedule
+        guard = trial._schedule
         multiplier = guard.multiplier if isinstance(guard, Guard) else 1.0
         result.reason = (
             f"rescued: {len(rollbacks)} rollback(s) at steps {rollbacks}; lr x {multiplier:g}"

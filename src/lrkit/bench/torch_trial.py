@@ -213,17 +213,18 @@ def make_scheduler(
     from lrkit.controllers import Guard
     from lrkit.schedules import swa_start
 
-    guarded = isinstance(trial.schedule, Guard)
+    schedule = trial._schedule
+    guarded = isinstance(schedule, Guard)
     if guarded and model is None:
         raise ValueError(
-            f"trial.scheduler: the schedule {trial.schedule} has a guard, which rolls the "
-            "model back: call trial.scheduler(optimizer, model=model)"
+            f"scheduler: the schedule {schedule} has a guard, which rolls the "
+            "model back: call scheduler(optimizer, model=model)"
         )
-    start = swa_start(trial.schedule)
+    start = swa_start(schedule)
     if start is not None and not isinstance(model, torch.nn.Module):
         raise ValueError(
-            f"trial.scheduler: the schedule {trial.schedule} averages the weights (SWA) from "
-            f"step {start} on: call trial.scheduler(optimizer, model=model) with the "
+            f"scheduler: the schedule {schedule} averages the weights (SWA) from "
+            f"step {start} on: call scheduler(optimizer, model=model) with the "
             f"torch module trained, got model={model!r}, and evaluate "
             "trial.eval_model(model)"
         )
@@ -241,7 +242,7 @@ def make_scheduler(
         # The trial built the optimizer at the run's lr: the schedule is the truth here.
         warnings.filterwarnings("ignore", message="Scheduler: the schedule's lr is")
         scheduler = TrialScheduler(
-            optimizer, trial.schedule, model=rolled_back if guarded else None, **kwargs
+            optimizer, schedule, model=rolled_back if guarded else None, **kwargs
         )
     if start is not None:
         averager = Averager(model, averaged, start, scheduler)

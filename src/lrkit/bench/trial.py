@@ -515,7 +515,8 @@ class Trial:
         self.lr: float = config.lr
         self.seed: int = config.seed
         self.steps: int = config.steps
-        self.schedule: Any = config.schedule_object()
+        self._schedule: Any = config.schedule_object()
+        self._schedule_read = False  # the task read trial.schedule (Keras, optax, own loop)
         self.optimizer_name: str = config.optimizer
         self.config: dict[str, Any] = config.to_dict()
         self.batch_size: int | None = config.batch_size
@@ -530,10 +531,45 @@ class Trial:
         #: Called with each logged loss; True ends the run as pruned (the lr finder's stop).
         self._on_loss: Callable[[int, float], bool] | None = None
 
+    @property
+    def schedule(self) -> Any:
+        """The run's lr schedule (a controller for ``plateau(...)``/``guard(...)`` specs):
+        ``trial.scheduler(optimizer)`` drives a torch optimizer with it; Keras, optax or
+        a loop of your own read it here."""
+        self._schedule_read = True
+        return self._schedule
+
+    @schedule.setter
+    def schedule(self, value: Any) -> None:
+        self._schedule = value
+
+    def ignored_schedule(self) -> str | None:
+        """Why the run did not follow its schedule, or None: a task that builds its
+        optimizer with ``trial.optimizer`` but neither ``trial.scheduler`` nor reads
+        ``trial.schedule`` trains at a constant lr whatever the spec says."""
+        from lrkit.schedules import Schedule
+
+        if self._scheduler is not None or self._schedule_read or not self._optimizers:
+            return None
+        plan = self._schedule
+        while not isinstance(plan, Schedule) and getattr(plan, "schedule", None) is not None:
+            plan = plan.schedule  # a controller's plan
+        if not isinstance(plan, Schedule):
+            return None
+        values = plan.values(max(1, min(self.steps, 100_000)))
+        if float(values.max() - values.min()) <= 1e-12 * float(abs(values).max()):
+            return None  # a constant plan: nothing lost
+        return (
+            f"the task never applied its schedule {self._schedule}: its optimizer ran at a "
+            "constant lr. Build the scheduler with trial.scheduler(optimizer) and call "
+            ".step() after each optimizer.step(), or read trial.schedule (Keras, optax, "
+            "a loop of your own)"
+        )
+
     def __repr__(self) -> str:
         return (
             f"Trial(task={self._task.name!r}, optimizer={self.optimizer_name!r}, "
-            f"schedule='{self.schedule}', lr={self.lr:g}, seed={self.seed}, steps={self.steps})"
+            f"schedule='{self._schedule}', lr={self.lr:g}, seed={self.seed}, steps={self.steps})"
         )
 
     @property
@@ -666,7 +702,7 @@ class Trial:
             result.loss.append(value)
             result.steps_done = max(result.steps_done, step + 1)
             if not self._optimizers:  # no torch optimizer watched: the schedule's lr
-                result.lr.append(float(_lr_at(self.schedule, step)))
+                result.lr.append(float(_lr_at(self._schedule, step)))
             if self._on_loss is not None and self._on_loss(step, value):
                 raise Pruned(f"stopped at step {step}")
         for name, raw in scalars.items():

@@ -521,6 +521,49 @@ def test_a_module_task_beside_the_working_folder_loads_from_the_console_script(
     assert "1 runs: 1 run now" in done.stdout
 
 
+_FIT = """
+import lrkit
+
+
+@lrkit.task(metric="loss", steps=3)
+def fit(trial):
+    for step in range(trial.steps):
+        trial.log(step, loss=1.0)
+    return trial.lr + OFFSET
+"""
+
+
+def test_runs_of_two_tasks_or_two_code_versions_under_one_name_are_ranked_apart(
+    tmp_path: Path,
+) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    (a / "train.py").write_text("OFFSET = 0\n" + _FIT)
+    (b / "train.py").write_text("OFFSET = 100\n" + _FIT)
+    common = ("--optimizers", "sgd", "--schedules", "constant()", "--lrs", "0.1", "--seeds",
+              "1", "--workers", "0")  # fmt: skip
+    both = invoke("compare", "--tasks", f"{a}/train.py:fit,{b}/train.py:fit", *common,
+                  "--out", str(tmp_path / "both"))  # fmt: skip
+    assert both.exit_code == 0, both.output
+    doc = json.loads((tmp_path / "both" / "results.json").read_text())
+    assert sorted(doc["summary"]) == [f"{a}/train.py:fit", f"{b}/train.py:fit"]
+    assert all(rows[0]["seeds"] == 1 for rows in doc["summary"].values())
+    # One file, edited between two compares into one store: the report keeps them apart.
+    out = tmp_path / "edit"
+    assert (
+        invoke("compare", "--tasks", f"{a}/train.py:fit", *common, "--out", str(out)).exit_code == 0
+    )
+    (a / "train.py").write_text("OFFSET = 5\n" + _FIT)
+    assert (
+        invoke("compare", "--tasks", f"{a}/train.py:fit", *common, "--out", str(out)).exit_code == 0
+    )
+    report = invoke("report", str(out / "runs.sqlite"))
+    assert report.exit_code == 0, report.output
+    summary = json.loads((out / "results.json").read_text())["summary"]
+    assert len(summary) == 2 and all(" [code " in name for name in summary)
+    assert sorted(rows[0]["mean"] for rows in summary.values()) == [0.1, 5.1]
+
+
 # -- lrkit report ------------------------------------------------------------------
 
 
@@ -589,7 +632,11 @@ def test_report_ranks_each_step_budget_of_a_task_apart(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     steps = (get_task("quadratic").budget(0.2), get_task("quadratic").budget(0.4))
     names = [f"quadratic@{n}" for n in steps]
-    assert f"ran at 2 step budgets ({steps[0]}, {steps[1]}): ranked apart" in result.output
+    assert (
+        "has runs of 2 kinds (task files, code versions or step budgets): ranked apart, as "
+        + (f"quadratic@{steps[0]}, quadratic@{steps[1]}")
+        in result.output
+    )
     doc = json.loads((tmp_path / "both" / "results.json").read_text())
     assert list(doc["summary"]) == names
     for name, n in zip(names, steps, strict=True):

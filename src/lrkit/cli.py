@@ -1084,13 +1084,13 @@ def report_cmd(
     printed as by [bold]lrkit compare[/bold]. The report goes next to the
     store unless [bold]--out[/bold] says otherwise; a report that another
     store made is never overwritten without [bold]--force[/bold]. A task
-    whose runs trained for several step budgets (compares with other
-    [bold]--budget[/bold] values into one store) is ranked per budget, as
-    TASK@STEPS.
+    whose runs are of several kinds (two task files with one name, two
+    versions of its code, several [bold]--budget[/bold] values) is ranked per
+    kind, e.g. TASK@STEPS.
     """
     import sys
 
-    from lrkit.bench.grid import split_budgets, summarize
+    from lrkit.bench.grid import split_tasks, summarize
     from lrkit.bench.store import RunStore, StoreError
 
     if not store.is_file():
@@ -1111,12 +1111,11 @@ def report_cmd(
         raise _fail(str(err)) from None
     if not results:
         raise _fail(f"store {str(store)!r} holds no runs")
-    results, split = split_budgets(results)
-    for task, budgets in split.items():
+    results, split = split_tasks(results)
+    for task, names in split.items():
         typer.echo(
-            f"task {task!r} ran at {len(budgets)} step budgets "
-            f"({', '.join(map(str, budgets))}): ranked apart, as "
-            + ", ".join(f"{task}@{steps}" for steps in budgets)
+            f"task {task!r} has runs of {len(names)} kinds (task files, code versions or step "
+            f"budgets): ranked apart, as {', '.join(names)}"
         )
     summary = summarize(results)
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)

@@ -46,6 +46,7 @@ from lrkit.bench.grid import (
     parse_lrs,
     pinned_specs,
     split_names,
+    split_tasks,
     summarize,
     task_items,
     with_pair_lrs,
@@ -421,6 +422,9 @@ def compare(
         results = run_store.results(report.keys)
     order = {key: i for i, key in enumerate(report.keys)}
     results.sort(key=lambda r: order[r.key])
+    results, split = split_tasks(results)  # two task files that name their task alike
+    for name, names in split.items():
+        note(f"task {name!r} names runs of {len(names)} tasks: ranked apart, as {', '.join(names)}")
     summary = summarize(results)
     grid_doc = grid.to_dict()
     if found:

@@ -37,6 +37,8 @@ Examples:
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import numbers
 import re
@@ -71,8 +73,8 @@ __all__ = [
     "parse_lrs",
     "pinned_lr",
     "pinned_specs",
-    "split_budgets",
     "split_names",
+    "split_tasks",
     "summarize",
     "task_items",
     "with_pair_lrs",
@@ -692,33 +694,62 @@ def _state_size(best: list[RunResult], others: list[RunResult]) -> tuple[float |
     return copies, (round(statistics.median(sizes)) if sizes else None)
 
 
-def split_budgets(results: Iterable[RunResult]) -> tuple[list[RunResult], dict[str, list[int]]]:
-    """One task per step budget: a task whose runs trained for several budgets is split.
+def split_tasks(results: Iterable[RunResult]) -> tuple[list[RunResult], dict[str, list[str]]]:
+    """One task per distinct kind of run: a task name whose runs differ is split.
 
-    A store can hold a task's runs at several budgets (compares with other
-    ``--budget`` values into one ``--store``). Ranked together, a 150-step
-    and a 300-step run of the same setting would count as two seeds of one.
-    Each such task's runs are renamed ``task@steps`` (``digits@150``,
-    ``digits@300``), so the tables, plots and exports keep them apart; a task
-    with one budget keeps its name.
+    Runs ranked under one task name must be runs of one thing. A store, or a
+    grid, can hold under one name the runs of two task files that define the
+    same function name, of two versions of a task's code (edited between
+    compares), or of several step budgets (compares with other ``--budget``
+    values into one ``--store``): ranked together, they would count as seeds
+    of one setting. Each such name's runs are renamed by what tells them
+    apart: the task reference (``a/train.py:fit``), the code's version
+    (``fit [code 1a2b3c4d]``), the budget (``digits@150``). A task whose
+    runs agree keeps its name.
 
     Returns:
-        The runs (renamed copies where split) and ``{task: [budgets]}`` of the
-        tasks split.
+        The runs (renamed copies where split) and ``{task: [new names]}`` of
+        the tasks split.
     """
     results = list(results)
-    budgets: dict[str, set[int]] = {}
-    for result in results:
-        if result.config:
-            budgets.setdefault(result.task, set()).add(result.steps)
-    split = {task: sorted(steps) for task, steps in budgets.items() if len(steps) > 1}
+    kinds: dict[str, dict[tuple[str, str, int], None]] = {}
+    for r in results:
+        if r.config:
+            kinds.setdefault(r.task, {})[_kind(r)] = None
+    split: dict[str, list[str]] = {}
+    names: dict[tuple[str, tuple[str, str, int]], str] = {}
+    for task, found in kinds.items():
+        if len(found) < 2:
+            continue
+        refs = len({ref for ref, _, _ in found}) > 1
+        codes = len({(ref, code) for ref, code, _ in found}) > len({ref for ref, _, _ in found})
+        budgets = len({steps for _, _, steps in found}) > 1
+        for kind in found:
+            ref, code, steps = kind
+            name = ref if refs else task
+            if codes:
+                name += f" [code {code}]"
+            if budgets:
+                name += f"@{steps}"
+            names[(task, kind)] = name
+        split[task] = list(dict.fromkeys(names[(task, kind)] for kind in found))
     if not split:
         return results, {}
     renamed = [
-        replace(r, task=f"{r.task}@{r.steps}") if r.config and r.task in split else r
+        replace(r, task=names[(r.task, _kind(r))]) if r.config and r.task in split else r
         for r in results
     ]
     return renamed, split
+
+
+def _kind(result: RunResult) -> tuple[str, str, int]:
+    """What a run is a run of: its task reference, its task's code, its step budget."""
+    task = dict(result.identity.get("task") or {}) if result.identity else {}
+    code = (
+        task.get("source_sha256")
+        or hashlib.sha256(json.dumps(task, sort_keys=True, default=str).encode()).hexdigest()
+    )
+    return str(result.config.get("task")), str(code)[:8], int(result.steps)
 
 
 def summarize(results: Iterable[RunResult]) -> dict[str, list[SettingSummary]]:

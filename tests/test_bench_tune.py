@@ -301,6 +301,34 @@ def test_a_study_of_another_space_is_refused(tmp_path: Path) -> None:
         tune("quadratic", optimizers=["adam"], **kwargs)
 
 
+def test_a_study_of_an_edited_task_is_refused_and_one_made_before_task_code_resumes(
+    tmp_path: Path,
+) -> None:
+    import optuna
+
+    task = tmp_path / "train.py"
+    body = (
+        "import lrkit\n\n@lrkit.task(metric='loss', steps=5)\ndef fit(trial):\n"
+        "    for step in range(trial.steps):\n        trial.log(step, loss=1.0)\n"
+        "    return trial.lr * SCALE\n"
+    )
+    task.write_text("SCALE = 1\n" + body)
+    kwargs = dict(optimizers=["sgd"], schedules=["constant()"], budget=1.0, workers=0)
+    tune(f"{task}:fit", trials=2, out=tmp_path / "t", **kwargs)
+    task.write_text("SCALE = 3\n" + body)  # the trials so far ran other code
+    with pytest.raises(TuneError, match=r"differs in: task_code\) \(the task's code changed"):
+        tune(f"{task}:fit", trials=4, out=tmp_path / "t", **kwargs)
+    # A study whose stored space predates task_code resumes as before.
+    study = optuna.load_study(
+        study_name="lrkit", storage=f"sqlite:///{tmp_path / 't' / 'tune.sqlite'}"
+    )
+    space = dict(study.user_attrs["lrkit_space"])
+    del space["task_code"]
+    study.set_user_attr("lrkit_space", space)
+    again = tune(f"{task}:fit", trials=4, out=tmp_path / "t", **kwargs)
+    assert len(again.trials) == 4
+
+
 def test_mask_url_hides_the_password() -> None:
     assert mask_url("mysql+pymysql://u:p%40ss@h/db") == "mysql+pymysql://u:***@h/db"
 

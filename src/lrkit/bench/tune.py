@@ -88,6 +88,8 @@ from __future__ import annotations
 import contextlib
 import datetime
 import functools
+import hashlib
+import json
 import math
 import multiprocessing
 import os
@@ -862,8 +864,14 @@ def _space_doc(
     budget: float,
     batch_sizes: Sequence[int | None] = (None,),
 ) -> dict[str, Any]:
+    identity = task.identity()
+    code = (
+        identity.get("source_sha256")
+        or hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
+    )
     space: dict[str, Any] = {
         "task": task.ref,
+        "task_code": str(code)[:16],  # its trials must be runs of one version of the task
         "metric": task.metric,
         "mode": task.mode,
         "optimizers": list(optimizers),
@@ -1124,11 +1132,19 @@ def tune(
                     f"--storage {shown_url!r}: cannot write study {study!r}: "
                     f"{_scrub(str(err), url)}"
                 ) from None
-    if held is not None and held != space:
-        differ = ", ".join(k for k in space if held.get(k) != space[k])
+    # a study begun before lrkit stored the task's code has no task_code: not compared
+    mine = {k: v for k, v in space.items() if k != "task_code" or held is None or k in held}
+    if held is not None and held != mine:
+        differ = ", ".join(k for k in mine if held.get(k) != mine[k])
+        why = (
+            " (the task's code changed since the study began: its trials would mix two "
+            "versions of it)"
+            if held.get("task_code") != mine.get("task_code")
+            else ""
+        )
         raise TuneError(
-            f"study {study!r} in {shown_url} searches another space (differs in: {differ}); "
-            "give another --study or --out to start a new one"
+            f"study {study!r} in {shown_url} searches another space (differs in: {differ})"
+            f"{why}; give another --study or --out to start a new one"
         )
     if the_study.direction.name.lower() != direction:
         raise TuneError(f"study {study!r} in {shown_url} does not {direction} {task_obj.metric}")

@@ -301,14 +301,21 @@ def job_find_lr(tmp: str) -> dict:
     for name, opt in (
         ("adam_schedule", keras.optimizers.Adam(lrkit.keras.to_keras("cosine(lr=0.01, steps=50)"))),
         ("sgd_float", keras.optimizers.SGD(learning_rate=0.01, momentum=0.9)),
+        ("mixed_precision", keras.optimizers.Adam(0.01)),  # a LossScaleOptimizer around it
     ):
-        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8), keras.layers.Dense(1)])
+        if name == "mixed_precision":
+            keras.config.set_dtype_policy("mixed_float16")
+        model = keras.Sequential(
+            [keras.Input((4,)), keras.layers.Dense(8), keras.layers.Dense(1, dtype="float32")]
+        )
         model.compile(opt, "mse", metrics=["mae"])
         model.fit(xs, ys, batch_size=32, epochs=1, verbose=0)  # moments, iterations, metrics
-        lr_object = model.optimizer._learning_rate
-        before = snapshot(model)
+        inner = getattr(model.optimizer, "inner_optimizer", model.optimizer)
+        lr_object = inner._learning_rate
+        before = snapshot(model)  # a LossScaleOptimizer's own scale and counter included
         result = lrkit.keras.find_lr(model, xs, ys, min_lr=1e-4, max_lr=10.0, num_steps=50)
         after = snapshot(model)
+        keras.config.set_dtype_policy("float32")
         path = Path(tmp) / f"{name}.png"
         result.plot(path)
         out[name] = {
@@ -318,13 +325,25 @@ def job_find_lr(tmp: str) -> dict:
                 a.dtype == b.dtype and np.array_equal(a, b)
                 for a, b in zip(before, after, strict=True)
             ),
-            "same_lr_object": model.optimizer._learning_rate is lr_object,
+            "same_lr_object": inner._learning_rate is lr_object,
+            "optimizer": type(model.optimizer).__name__,
             "suggestion": result.suggestion,
             "n": len(result.lrs),
             "lrs": result.lrs.tolist(),
             "losses": [x if math.isfinite(x) else None for x in result.losses.tolist()],
             "png": path.stat().st_size if path.exists() else 0,
         }
+    # A model not built yet (no Input): refused before anything changes; it fits after.
+    unbuilt = keras.Sequential([keras.layers.Dense(1)])
+    unbuilt.compile(keras.optimizers.SGD(0.01), "mse")
+    try:
+        lrkit.keras.find_lr(unbuilt, xs, ys, num_steps=10)
+        out["unbuilt"] = "no error"
+    except ValueError as err:
+        out["unbuilt"] = str(err)
+    out["unbuilt_fits"] = bool(
+        np.isfinite(unbuilt.fit(xs, ys, epochs=1, verbose=0).history["loss"][-1])
+    )
     # The next update uses the optimizer's own schedule again (the compiled step is rebuilt).
     schedule = lrkit.parse("cosine(lr=0.1, steps=20)")
     model = unit_gradient_model(keras.optimizers.SGD(lrkit.keras.to_keras(schedule)))
@@ -537,7 +556,10 @@ def test_guard_recovers_from_too_high_an_lr_and_gives_up_clearly(report: dict):
 
 def test_find_lr_leaves_every_variable_bit_for_bit_and_suggests(report: dict):
     found = report["find_lr"]
-    for name in ("adam_schedule", "sgd_float"):
+    assert found["mixed_precision"]["optimizer"] == "LossScaleOptimizer"
+    assert found["unbuilt"].startswith("find_lr: the model is not built yet")
+    assert found["unbuilt_fits"]
+    for name in ("adam_schedule", "sgd_float", "mixed_precision"):
         run = found[name]
         assert run["type"] == "lrkit.finder.FinderResult"
         assert run["same"] and run["same_lr_object"]

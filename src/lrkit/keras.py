@@ -795,8 +795,16 @@ def find_lr(
         raise ValueError(f"find_lr: diverge must be a number > 1, got {diverge!r}")
     if not getattr(model, "compiled", False):
         raise ValueError("find_lr: the model must be compiled (model.compile(optimizer, loss))")
+    if not model.built or not model.trainable_variables:
+        raise ValueError(
+            "find_lr: the model is not built yet (no weights to save and restore): give it "
+            "an Input, call model.build(input_shape), or run it on a batch first"
+        )
     lrs = finder.ramp(min_lr, max_lr, num_steps, mode)
     optimizer = _optimizer("find_lr", model)
+    outer = model.optimizer  # a LossScaleOptimizer keeps its own scale and counter too
+    if not outer.built:
+        outer.build(model.trainable_variables)  # the inner one with it
     if not optimizer.built:
         optimizer.build(model.trainable_variables)
     lr_object = _lr_object(optimizer)
@@ -810,6 +818,7 @@ def find_lr(
         _values(model.variables),
         _values(optimizer.variables),
         _values(model.metrics_variables),
+        _values(outer.variables) if outer is not optimizer else [],
     )
     ramp_schedule = None
     if not isinstance(lr_object, keras.Variable):  # a float lr is a Variable: set it per step
@@ -834,6 +843,8 @@ def find_lr(
         _assign(model.variables, saved[0])
         _assign(optimizer.variables, saved[1])
         _assign(model.metrics_variables, saved[2])
+        if outer is not optimizer:
+            _assign(outer.variables, saved[3])
 
     losses_all = np.asarray(losses, dtype=np.float64)
     return FinderResult.from_runs(

@@ -1235,6 +1235,13 @@ def test_momentum_and_weight_decay_specs_take_the_runs_length() -> None:
     assert "total_steps" not in str(caught.value)  # the hint is for a missing steps only
 
 
+def test_a_torch_schedulers_state_is_refused_by_the_driver_with_where_it_goes() -> None:
+    opt = _sgd()
+    torch_state = T.CosineAnnealingLR(opt, T_max=10).state_dict()
+    with pytest.raises(ValueError, match=r"not saved by lrkit.torch.Scheduler .* drop-in"):
+        L.Scheduler(_sgd(), "cosine(steps=10)").load_state_dict(torch_state)
+
+
 def test_step_counts_past_int64_are_refused_and_a_tensor_loss_is_detached() -> None:
     with pytest.raises(ValueError, match=r"steps must be a step count <= 2\*\*62"):
         lrkit.parse("cosine(lr=0.1, steps=1e30)")

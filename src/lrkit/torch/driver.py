@@ -653,7 +653,18 @@ class Scheduler(LRScheduler):
         """Restore :meth:`state_dict` (the plans included) and write that step's values.
 
         A guard's snapshots are dropped: the next one is taken before the next update.
+
+        Raises:
+            ValueError: A state this class did not save (a torch scheduler's, say), or
+                one saved for other groups, controllers or guard.
         """
+        if not isinstance(state_dict, dict) or "schedules" not in state_dict:
+            keys = sorted(state_dict) if isinstance(state_dict, dict) else type(state_dict)
+            raise ValueError(
+                f"Scheduler: this state was not saved by lrkit.torch.Scheduler (keys: {keys}); "
+                "a torch scheduler's state loads into lrkit's drop-in of the same name "
+                "(lrkit.torch.CosineAnnealingLR, ...), not into the driver"
+            )
         n = len(self.optimizer.param_groups)
         ratios = state_dict.get("ratios")
         if (ratios is None) != (self.ratios is None) or (ratios is not None and len(ratios) != n):

@@ -217,14 +217,14 @@ def make_scheduler(
     guarded = isinstance(schedule, Guard)
     if guarded and model is None:
         raise ValueError(
-            f"scheduler: the schedule {schedule} has a guard, which rolls the "
-            "model back: call scheduler(optimizer, model=model)"
+            f"trial.scheduler: the schedule {schedule} has a guard, which rolls the "
+            "model back: call trial.scheduler(optimizer, model=model)"
         )
     start = swa_start(schedule)
     if start is not None and not isinstance(model, torch.nn.Module):
         raise ValueError(
-            f"scheduler: the schedule {schedule} averages the weights (SWA) from "
-            f"step {start} on: call scheduler(optimizer, model=model) with the "
+            f"trial.scheduler: the schedule {schedule} averages the weights (SWA) from "
+            f"step {start} on: call trial.scheduler(optimizer, model=model) with the "
             f"torch module trained, got model={model!r}, and evaluate "
             "trial.eval_model(model)"
         )

@@ -299,3 +299,11 @@ def test_next_lrs_rejects_a_single_lr_and_a_bad_edge() -> None:
         next_lrs([0.1, 0.1], "highest")
     with pytest.raises(ValueError, match="edge must be 'lowest' or 'highest', got 'top'"):
         next_lrs([0.1, 1.0], "top")
+
+
+def test_one_finished_seed_asks_for_more_seeds_than_were_run() -> None:
+    one = advise("quadratic", [row("adam", 0.1, None, seeds=1)])
+    assert "rerun with --seeds 2 or more" in " ".join(one.notes)
+    two = advise("quadratic", [row("adam", 0.1, None, seeds=2, finished=1)])
+    said = " ".join(two.notes)
+    assert "rerun with more --seeds than 2" in said and "--seeds 2 or more" not in said

@@ -71,6 +71,14 @@ def test_schedule_help_shows_examples_with_brackets_intact() -> None:
         assert fmt in out
 
 
+def test_schedule_shows_a_controllers_plan_and_says_so() -> None:
+    result = invoke("schedule", "plateau(constant(0.1), patience=1)", "-n", "20", "-f", "csv")
+    assert result.exit_code == 0, result.output
+    assert "is a controller: shown is its plan, constant(lr=0.1)" in result.stderr
+    rows = list(csv.reader(io.StringIO(result.stdout)))
+    assert len(rows) == 21 and all(float(r[1]) == 0.1 for r in rows[1:])
+
+
 # -- table -------------------------------------------------------------------
 
 

@@ -50,7 +50,8 @@ SPARK_WIDTH = 60
 
 app = typer.Typer(
     name="lrkit",
-    help="lrkit: learning-rate schedules, done once and done right.",
+    help="lrkit: learning-rate schedules, done once and done right. "
+    "Run lrkit COMMAND --help for a command's options and examples.",
     rich_markup_mode="rich",
     no_args_is_help=True,
     add_completion=False,
@@ -116,18 +117,35 @@ _SCHEDULE_EXAMPLES = """\
 
 A spec is a factory call (constant, step_decay, multistep, exponential,
 linear, cosine, cosine_restarts, polynomial, cyclic, one_cycle,
-inverse_sqrt, wsd, warmup, swa, join); join schedules with [bold]|[/bold],
-scale with [bold]*[/bold]:
+inverse_sqrt, wsd, warmup, swa, invscaling, optimal, join); join schedules
+with [bold]|[/bold], scale with [bold]*[/bold]. A controller (plateau, guard,
+adaptive, sklearn_adaptive) shows its plan, the lrs before any metric:
   "linear(0.0, 0.1, steps=100) | cosine(lr=0.1, steps=900)"
 Quote each spec for the shell."""
 
 
 def _parse_specs(specs: list[str]) -> list[Schedule]:
-    """Each spec parsed into a schedule; a bad one is a :class:`UsageError`."""
+    """Each spec parsed into a schedule; a bad one is a :class:`UsageError`.
+
+    A controller (``plateau(...)``, ``guard(...)``, ``adaptive(...)``) gives
+    its plan: the lrs it follows until a metric or a loss moves it.
+    """
     schedules = []
     for k, spec in enumerate(specs):
         try:
-            schedules.append(lrkit.parse(spec))
+            parsed = lrkit.parse(spec)
+            controller = parsed
+            while not isinstance(parsed, Schedule) and isinstance(
+                getattr(parsed, "schedule", None), Schedule
+            ):
+                parsed = parsed.schedule  # a controller's plan
+            if parsed is not controller:
+                typer.echo(
+                    f"{controller} is a controller: shown is its plan, {parsed}, the lrs "
+                    "until a metric or a loss moves it",
+                    err=True,
+                )
+            schedules.append(parsed)
         except ValueError as err:
             if len(specs) == 1:
                 raise UsageError(str(err)) from None
@@ -638,7 +656,7 @@ def compare_cmd(
             "--executor",
             metavar="local|ray",
             help="Where runs execute: local worker processes, or Ray tasks (needs "
-            "pip install 'lrkit[ray]'; without --address, a new local Ray for this command).",
+            "pip install 'lrkit\\[ray]'; without --address, a new local Ray for this command).",
         ),
     ] = "local",
     address: Annotated[
@@ -799,8 +817,8 @@ def tune_cmd(
         typer.Option(
             "--tasks",
             metavar="NAME",
-            help="One task: a built-in name (see lrkit tasks), path/to/file.py:name or "
-            "package.module:name (an @lrkit.task function).",
+            help="Required. One task: a built-in name (see lrkit tasks), path/to/file.py:name "
+            "or package.module:name (an @lrkit.task function).",
             show_default=False,
         ),
     ] = None,
@@ -1282,7 +1300,7 @@ def find_lr_cmd(
     )
     low, high = result.interval
     typer.echo(f"suggestion  {result.suggestion:.3g}   ({result.method} rule)")
-    typer.echo(f"interval    {low:.2g} .. {high:.2g}")
+    typer.echo(f"interval    {low:.3g} .. {high:.3g}")
     verdict = "" if result.confidence >= 0.5 else "  LOW: look at the plot"
     typer.echo(f"confidence  {result.confidence:.2f}{verdict}")
     typer.echo(f"reason      {result.reason}")

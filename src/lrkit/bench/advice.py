@@ -238,9 +238,14 @@ def advise(task: str, rows: Sequence[SettingSummary]) -> Advice:
         doubts.append(
             "1 seed" if best.seeds == 1 else f"{best.finished} of {best.seeds} seeds finished"
         )
+        rerun = (
+            "rerun with --seeds 2 or more"
+            if best.seeds < MIN_SEEDS
+            else f"the others did not finish; rerun with more --seeds than {best.seeds}"
+        )
         notes.append(
             f"with {_plural(best.finished, 'finished seed')} there is no measure of noise, "
-            "so no setting can be called tied with it: rerun with --seeds 2 or more"
+            f"so no setting can be called tied with it: {rerun}"
         )
     elif best.finished < best.seeds:
         doubts.append(f"{best.seeds - best.finished} of {best.seeds} seeds did not finish")

@@ -119,16 +119,21 @@ def _unreadable(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     no_loss.write_text("step,lr/group0,grad_norm\n0,0.1,1.0\n1,0.1,0.9\n")
     bad_cell = tmp_path / "bad_cell.csv"
     bad_cell.write_text("step,loss\n0,2.0\n1,oops\n")
+    huge = tmp_path / "huge_field.csv"
+    huge.write_text("step,loss\n0," + "x" * 200_000 + "\n")
     return {
         "missing": (tmp_path / "nowhere.csv", "no such file or directory"),
         "empty folder": (tmp_path / "empty", "no TensorBoard scalars found"),
         "no step": (no_step, "not a Monitor CSV (no 'step' column in its header)"),
         "no loss": (no_loss, "no 'loss' values in it (tags found: grad_norm, lr/group0)"),
         "bad cell": (bad_cell, "line 3: could not convert string to float: 'oops'"),
+        "huge field": (huge, "line 1: field larger than field limit"),
     }
 
 
-@pytest.mark.parametrize("case", ["missing", "empty folder", "no step", "no loss", "bad cell"])
+@pytest.mark.parametrize(
+    "case", ["missing", "empty folder", "no step", "no loss", "bad cell", "huge field"]
+)
 def test_a_path_that_cannot_be_read_exits_2_with_one_line(tmp_path: Path, case: str) -> None:
     path, reason = _unreadable(tmp_path)[case]
     result = invoke(str(path))
@@ -361,3 +366,14 @@ def test_a_lightning_tensorboard_log_with_its_learning_rate_monitor(tmp_path: Pa
     assert shown["numbers"]["late_share"] is not None
     loss_only = Record.from_rows((step, {"loss": v.get("train_loss")}) for step, v in record.rows())
     assert math.isnan(diagnose(loss_only).numbers["late_share"])
+
+
+def test_a_monitor_csv_under_another_name_is_read_as_csv(tmp_path: Path) -> None:
+    # lrkit.sinks.CSV takes any path: run.log is a CSV too
+    path = tmp_path / "run.log"
+    path.write_text(
+        "step,loss,lr/group0\n" + "".join(f"{t},{1 / (t + 1)},0.1\n" for t in range(40))
+    )
+    result = invoke(str(path))
+    assert result.exit_code == 0, result.output
+    assert "verdict:  ok" in result.stdout

@@ -235,3 +235,10 @@ def test_the_live_check_says_too_high_only_where_the_final_one_does(loss):
     assert live.verdict in ("ok", "too_high", "too_low")
     if live.bad:
         assert (live.verdict, live.rule) == (final.verdict, final.rule)
+
+
+def test_a_loss_that_falls_fast_at_first_is_not_a_rise():
+    # the first medians are padded with the first loss: a fall from 10 to 2 is no rise
+    loss = [10.0, 2.0] + [1 / (1 + t / 50) for t in range(298)]
+    found = diagnose(_record(loss))
+    assert found.verdict == "ok", found

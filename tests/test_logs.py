@@ -374,3 +374,17 @@ def test_read_scalars_round_trips_lrkit_files(points: list[tuple[int, float]]) -
                 tb.add_scalar("x", value, step)
         found = list(read_scalars(folder))
     assert [(t, s, _same(v)) for t, s, v in found] == [("x", s, _same(v)) for s, v in points]
+
+
+def test_of_two_writers_in_one_second_the_later_wins(tmp_path: Path) -> None:
+    # the second is named {pid}.1.lrkit, which sorts before {pid}.lrkit by name
+    from lrkit.monitor import read_record
+
+    for value in (1.0, 2.0):
+        with TensorBoardWriter(tmp_path) as tb:
+            for step in range(3):
+                tb.add_scalar("loss", value, step)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    if len({n.split(".")[3] for n in names}) == 1:  # the same second, as almost always
+        assert any(n.endswith(".1.lrkit") for n in names)
+    assert list(read_record(tmp_path).series("loss")[1]) == [2.0, 2.0, 2.0]

@@ -431,7 +431,9 @@ def diagnose(record: Record, *, final: bool = True) -> Diagnosis:
     # 2. a rise above the start: the median of 5 consecutive losses above RISE x the start
     if start_level > 0:
         smooth = rolling_median(loss, 5)
+        # the first two medians are padded with the first loss: a fall from it is no rise
         above = np.flatnonzero(smooth > RISE * start_level)
+        above = above[above >= 2]
         if len(above):
             at = int(steps[above[0]])
             top = int(np.argmax(smooth))

@@ -284,7 +284,28 @@ def _event_files(path: Path) -> list[Path]:
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: no such file or folder")
     found = [p for p in path.rglob("*tfevents*") if p.is_file()]
-    return sorted(found, key=lambda p: (p.name, str(p)))
+    return sorted(found, key=lambda p: (_named_second(p), _started(p), p.name, str(p)))
+
+
+def _named_second(path: Path) -> int:
+    """The second a file's name says it was started (``events.out.tfevents.{ts}....``)."""
+    parts = path.name.split(".")
+    return int(parts[3]) if len(parts) > 3 and parts[3].isdigit() else 0
+
+
+def _started(path: Path) -> float:
+    """The wall time of a file's first event (its writer's start): within one named
+    second it orders two writers, which names alone misorder (``{pid}.1.lrkit`` sorts
+    before ``{pid}.lrkit``). Unreadable or empty files count as oldest."""
+    try:
+        for _, payload in _records(path):
+            for number, wire, value in _fields(payload):
+                if number == 1 and wire == 1 and isinstance(value, bytes):
+                    return float(struct.unpack("<d", value)[0])
+            return 0.0
+    except (OSError, ValueError, _Malformed):
+        return 0.0
+    return 0.0
 
 
 def _scalars(files: Iterable[Path]) -> Iterator[tuple[str, int, float]]:

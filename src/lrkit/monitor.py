@@ -179,15 +179,34 @@ class Record:
 def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, float | None]]]:
     with path.open(newline="") as f:
         reader = csv.DictReader(f)
-        if reader.fieldnames is None or "step" not in reader.fieldnames:
+        try:
+            fields = reader.fieldnames
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path}: not a Monitor CSV ({exc})") from None
+        if fields is None or "step" not in fields:
             raise ValueError(f"{path}: not a Monitor CSV (no 'step' column in its header)")
-        for line, row in enumerate(reader, start=2):
-            try:
+        try:
+            for row in reader:
                 step = int(row.pop("step"))
                 values = {k: (float(v) if v not in ("", None) else None) for k, v in row.items()}
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"{path}, line {line}: {exc}") from None
-            yield step, values
+                yield step, values
+        except (TypeError, ValueError, csv.Error, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path}, line {reader.line_num}: {exc}") from None
+
+
+def _is_csv(path: Path) -> bool:
+    """A Monitor CSV: named ``.csv``, or any other name whose first line has a step column
+    (``lrkit.sinks.CSV`` takes any path)."""
+    if path.suffix.lower() == ".csv":
+        return True
+    if "tfevents" in path.name:
+        return False
+    try:
+        with path.open("rb") as f:
+            first = f.readline(4096)
+    except OSError:
+        return False
+    return b"step" in first.split(b"\n")[0].replace(b"\r", b"").split(b",")
 
 
 def read_record(path: str | Path) -> Record:
@@ -207,7 +226,7 @@ def read_record(path: str | Path) -> Record:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or directory")
-    if path.is_file() and path.suffix.lower() == ".csv":
+    if path.is_file() and _is_csv(path):
         return Record.from_rows(_csv_rows(path))
     from lrkit.logs import read_scalars
 

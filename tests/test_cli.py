@@ -673,7 +673,7 @@ def test_find_lr_prints_the_suggestion_and_writes_the_plot_and_json(tmp_path: Pa
     direct = suggest_lr("quadratic", "momentum", num_steps=60)
     lines = dict(line.split(None, 1) for line in result.stdout.splitlines())
     assert lines["suggestion"].split()[0] == f"{direct.suggestion:.3g}"
-    assert lines["interval"] == f"{direct.interval[0]:.2g} .. {direct.interval[1]:.2g}"
+    assert lines["interval"] == f"{direct.interval[0]:.3g} .. {direct.interval[1]:.3g}"
     assert lines["confidence"].startswith(f"{direct.confidence:.2f}")
     assert lines["reason"] == direct.reason
     assert lines["cost"].startswith(f"{direct.updates} training steps in ")

@@ -847,7 +847,7 @@ class FinderResult:
     def __repr__(self) -> str:
         low, high = self.interval
         return (
-            f"FinderResult(suggestion={self.suggestion:.3g}, interval=({low:.2g}, {high:.2g}), "
+            f"FinderResult(suggestion={self.suggestion:.3g}, interval=({low:.3g}, {high:.3g}), "
             f"confidence={self.confidence:.2f}, method={self.method!r}, "
             f"points={len(self.lrs)}, updates={self.updates})"
         )
@@ -934,7 +934,7 @@ class FinderResult:
         ax.plot(self.lrs, self.smoothed, color="C0", linewidth=1.8, label="smoothed")
         if math.isfinite(self.suggestion):
             low, high = self.interval
-            ax.axvspan(low, high, color="C2", alpha=0.15, label=f"interval {low:.2g}-{high:.2g}")
+            ax.axvspan(low, high, color="C2", alpha=0.15, label=f"interval {low:.3g}-{high:.3g}")
             ax.axvline(
                 self.suggestion,
                 color="C2",

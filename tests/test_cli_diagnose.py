@@ -257,6 +257,26 @@ def test_a_folder_written_by_torch_summary_writer_reads_lr_as_group0(tmp_path: P
     assert diagnose(loss_only).verdict == "plateau"
 
 
+@pytest.mark.parametrize(("loss_tag", "lr_tag"), [("train/loss", "train/lr"), ("Loss/train", "lr")])
+def test_a_hand_written_summary_writer_loops_tags_are_read(
+    tmp_path: Path, loss_tag: str, lr_tag: str
+) -> None:
+    from torch.utils.tensorboard import SummaryWriter
+
+    loss = plateau_loss()
+    writer = SummaryWriter(str(tmp_path / "tb"))
+    for t in T:
+        writer.add_scalar(loss_tag, loss[t], int(t))
+        writer.add_scalar(lr_tag, COSINE[t], int(t))
+    writer.close()
+    result = invoke(str(tmp_path / "tb"))
+    assert result.exit_code == 0, result.output
+    as_monitor = Record.from_rows(
+        (int(t), {"loss": float(loss[t]), "lr/group0": float(COSINE[t])}) for t in T
+    )
+    assert result.stdout == printed(diagnose(as_monitor))  # the lr read too: ok, not plateau
+
+
 @pytest.fixture(scope="module")
 def compare_export(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, Diagnosis]]:
     """``lrkit compare``'s TensorBoard export (tags loss/train, lr, update_ratio) of three

@@ -1470,8 +1470,9 @@ _DIAGNOSE_EXAMPLES = """\
   lrkit diagnose runs/tb/                     a TensorBoard log directory
   lrkit diagnose run.csv --out diagnosis/     also diagnosis/diagnosis.png
 
-Reads the tags loss, lr/group{i}, update_ratio/group{i} (a TensorBoard
-folder's 'lr' and 'update_ratio' are read as group 0). Exit 0 whatever the
+Reads the tags loss, lr/group{i}, update_ratio/group{i}; other writers'
+names too: loss/train, train_loss, train/loss, Loss/train, train_loss_step,
+training_loss; lr, learning_rate, train/lr, lr-<Optimizer> (read as group 0). Exit 0 whatever the
 verdict; 2 when PATH cannot be read."""
 
 
@@ -1530,10 +1531,20 @@ def diagnose_cmd(
 
 
 #: Tags other writers use for what the Monitor calls loss, lr/group0, update_ratio/group0
-#: (lrkit compare's TensorBoard export, Lightning's LearningRateMonitor, Keras' TensorBoard).
+#: (lrkit compare's TensorBoard export, Lightning's LearningRateMonitor and self.log,
+#: Keras' TensorBoard, a hand-written SummaryWriter loop), the first found taken.
 _ALIASES = {
-    "loss": ("loss/train", "train_loss", "epoch_loss", "batch_loss"),
-    "lr/group0": ("lr", "learning_rate", "epoch_learning_rate"),
+    "loss": (
+        "loss/train",
+        "train_loss",
+        "train/loss",
+        "Loss/train",
+        "train_loss_step",
+        "training_loss",
+        "epoch_loss",
+        "batch_loss",
+    ),
+    "lr/group0": ("lr", "learning_rate", "train/lr", "train/learning_rate", "epoch_learning_rate"),
     "update_ratio/group0": ("update_ratio",),
 }
 

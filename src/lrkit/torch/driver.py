@@ -113,7 +113,7 @@ def _peak(schedule: Any) -> float | None:
     if end < 100_000:
         return float(first.max())
     rest = np.unique(np.linspace(100_000, end, 100_000).astype(np.int64))
-    return float(max(first.max(), max(plan(int(t)) for t in rest)))
+    return float(max(first.max(), plan.values(rest).max()))
 
 
 def _takes_optimizer_lr(schedule: Any, fill: Mapping[str, Any]) -> bool:

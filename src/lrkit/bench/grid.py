@@ -37,8 +37,6 @@ Examples:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import numbers
 import re
@@ -49,7 +47,7 @@ from typing import Any
 
 from lrkit.bench.optimizers import get_optimizer
 from lrkit.bench.run import RunConfig, RunResult
-from lrkit.bench.trial import Task, load_task, register_task
+from lrkit.bench.trial import Task, load_task, register_task, task_code
 from lrkit.schedules import Schedule
 from lrkit.spec import parse
 
@@ -745,11 +743,7 @@ def split_tasks(results: Iterable[RunResult]) -> tuple[list[RunResult], dict[str
 def _kind(result: RunResult) -> tuple[str, str, int]:
     """What a run is a run of: its task reference, its task's code, its step budget."""
     task = dict(result.identity.get("task") or {}) if result.identity else {}
-    code = (
-        task.get("source_sha256")
-        or hashlib.sha256(json.dumps(task, sort_keys=True, default=str).encode()).hexdigest()
-    )
-    return str(result.config.get("task")), str(code)[:8], int(result.steps)
+    return str(result.config.get("task")), task_code(task)[:8], int(result.steps)
 
 
 def summarize(results: Iterable[RunResult]) -> dict[str, list[SettingSummary]]:

@@ -39,11 +39,12 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+import json
 import math
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,7 +55,16 @@ from lrkit.divergence import DivergenceRule
 if TYPE_CHECKING:
     from lrkit.bench.run import RunConfig, RunResult
 
-__all__ = ["Pruned", "Task", "TaskLoadError", "Trial", "load_task", "register_task", "task"]
+__all__ = [
+    "Pruned",
+    "Task",
+    "TaskLoadError",
+    "Trial",
+    "load_task",
+    "register_task",
+    "task",
+    "task_code",
+]
 
 #: Module-name prefix of task files imported by path.
 _FILE_MODULE_PREFIX = "_lrkit_task_"
@@ -364,6 +374,18 @@ def _tasks_in(module: Any) -> list[str]:
 
 def _is_file_ref(left: str) -> bool:
     return left.endswith(".py") or "/" in left or os.sep in left
+
+
+def task_code(identity: Mapping[str, Any]) -> str:
+    """The code a task identity names: a user task's source hash, else a hash of the
+    identity (a built-in's name and version). Two runs of one task with other codes ran
+    other code."""
+    code = identity.get("source_sha256")
+    if code:
+        return str(code)
+    return hashlib.sha256(
+        json.dumps(dict(identity), sort_keys=True, default=str).encode()
+    ).hexdigest()
 
 
 def _import_module(name: str) -> Any:

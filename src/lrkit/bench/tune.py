@@ -88,8 +88,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import functools
-import hashlib
-import json
 import math
 import multiprocessing
 import os
@@ -118,7 +116,7 @@ from lrkit.bench.grid import (
 )
 from lrkit.bench.run import RunConfig, RunResult, execute
 from lrkit.bench.runner import exit_with_parent
-from lrkit.bench.trial import Task
+from lrkit.bench.trial import Task, task_code
 
 if TYPE_CHECKING:
     import optuna
@@ -864,11 +862,7 @@ def _space_doc(
     budget: float,
     batch_sizes: Sequence[int | None] = (None,),
 ) -> dict[str, Any]:
-    identity = task.identity()
-    code = (
-        identity.get("source_sha256")
-        or hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
-    )
+    code = task_code(task.identity())
     space: dict[str, Any] = {
         "task": task.ref,
         "task_code": str(code)[:16],  # its trials must be runs of one version of the task
